@@ -1,0 +1,161 @@
+"""The composition root: settings in, a wired ASGI application out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from meshup import __version__
+from meshup.clock import Clock, SystemClock
+from meshup.config import Settings
+from meshup.errors import AuthenticationFailed, MeshupError
+from meshup.http import ops
+from meshup.http.envelopes import gateway_error, keystone_error, service_error
+from meshup.http.metrics import HttpMetrics, failure_reason
+from meshup.http.middleware import RequestContextMiddleware
+from meshup.http.requests import request_id
+from meshup.http.runtime import Runtime
+from meshup.iam import routes as iam_routes
+from meshup.iam.login import LoginPolicy, LoginService
+from meshup.iam.secrets import MasterKey, MasterKeyError
+from meshup.iam.service import IdentityService
+from meshup.jobs import routes as job_routes
+from meshup.jobs.service import JobService
+from meshup.store import identity as identity_store
+from meshup.store.db import Database, sqlite_path
+
+log = logging.getLogger("meshup")
+
+KEY_CHECK_SETTING = "master_key_check"
+
+
+def key_file_for(settings: Settings) -> Path:
+    if settings.master_key_file is not None:
+        return settings.master_key_file
+    database = sqlite_path(settings.database_url)
+    if database is not None:
+        return database.parent / "meshup.key"
+    return Path("meshup.key")
+
+
+def load_master_key(settings: Settings, db: Database) -> MasterKey:
+    """The configured key, or the key file (created on first start); checked against the database."""
+    if settings.master_key:
+        key = MasterKey.from_text(settings.master_key)
+    else:
+        key = MasterKey.load_or_create(key_file_for(settings))
+    with db.write() as conn:
+        stored = identity_store.get_setting(conn, KEY_CHECK_SETTING)
+        if stored is None:
+            identity_store.set_setting(conn, KEY_CHECK_SETTING, key.check_value())
+        elif stored != key.check_value():
+            raise MasterKeyError(
+                "the master key does not match the one this database was set up with "
+                "(check MESHUP_MASTER_KEY / the key file)"
+            )
+    return key
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Database | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    db = db or Database(settings.database_url)
+    db.migrate()
+    master_key = load_master_key(settings, db)
+    identity = IdentityService(master_key, clock, clock_skew=settings.clock_skew)
+    login = LoginService(
+        identity.tokens,
+        clock,
+        LoginPolicy(
+            max_failures=settings.login_max_failures,
+            window=settings.login_failure_window,
+            lockout=settings.login_lockout,
+            token_ttl=settings.token_ttl,
+        ),
+    )
+    return Runtime(
+        settings=settings,
+        db=db,
+        clock=clock,
+        metrics=HttpMetrics(),
+        identity=identity,
+        login=login,
+        jobs=JobService(identity),
+    )
+
+
+def _is_identity_path(request: Request) -> bool:
+    return request.url.path.startswith("/v3")
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> FastAPI:
+    rt = runtime or build_runtime(settings, clock=clock)
+    app = FastAPI(
+        title="meshup",
+        version=__version__,
+        description=(
+            "Huawei Cloud ASM mesh-upgrade service: mesh jobs, canary upgrade tasks, meshes, "
+            "with IAM token or AK/SK (SDK-HMAC-SHA256, SDK-HMAC-SM3, V11-HMAC-SHA256) authentication."
+        ),
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    app.state.runtime = rt
+
+    async def on_meshup_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MeshupError)
+        if _is_identity_path(request):
+            return keystone_error(exc.status, exc.message)
+        return service_error(exc.status, exc.code, exc.message)
+
+    async def on_authentication_failed(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AuthenticationFailed)
+        rt.metrics.auth_failures.labels(failure_reason(exc.why)).inc()
+        if _is_identity_path(request):
+            return keystone_error(401, exc.why)
+        return gateway_error(exc.code, exc.why, request_id(request))
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "path", "query"))
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
+        if _is_identity_path(request):
+            return keystone_error(400, message)
+        return service_error(400, "ASM.01010001", message)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            message = "no such resource or API"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on this resource"
+        else:
+            message = str(exc.detail)
+        if _is_identity_path(request):
+            return keystone_error(exc.status_code, message)
+        code = "ASM.01010002" if exc.status_code == 404 else "ASM.01010001"
+        return service_error(exc.status_code, code, message)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        return service_error(500, "ASM.01040001", "internal error")
+
+    app.add_exception_handler(MeshupError, on_meshup_error)
+    app.add_exception_handler(AuthenticationFailed, on_authentication_failed)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+    app.include_router(job_routes.router)
+    app.include_router(iam_routes.router)
+    app.include_router(ops.router)
+    app.add_middleware(RequestContextMiddleware, metrics=rt.metrics, access_log=settings.access_log)
+    ops.install_openapi(app)
+    return app

@@ -1,0 +1,90 @@
+"""First start: an empty database gets a demo account so a new user can call the API at once."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshup.clock import Clock
+from meshup.iam.identity import new_access_key, new_hex_id, new_password, new_secret_key
+from meshup.iam.secrets import MasterKey
+from meshup.seed.apply import apply_seed
+from meshup.seed.schema import parse_seed
+from meshup.store import identity as identity_store
+from meshup.store.db import Database
+
+DEMO_ACCOUNT = "demo"
+DEMO_PROJECT = "cn-north-4"
+DEMO_USER = "demo-admin"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCredentials:
+    account: str
+    project_name: str
+    project_id: str
+    user: str
+    password: str
+    access_key: str
+    secret_key: str
+
+    def as_json(self, endpoint: str) -> dict[str, str]:
+        return {
+            "endpoint": endpoint,
+            "domainName": self.account,
+            "projectName": self.project_name,
+            "projectId": self.project_id,
+            "userName": self.user,
+            "password": self.password,
+            "accessKey": self.access_key,
+            "secretKey": self.secret_key,
+        }
+
+
+def create_demo_if_empty(db: Database, master_key: MasterKey, clock: Clock) -> DemoCredentials | None:
+    """Create the demo account when no account exists yet; None when there is already one."""
+    project_id = new_hex_id()
+    credentials = DemoCredentials(
+        account=DEMO_ACCOUNT,
+        project_name=DEMO_PROJECT,
+        project_id=project_id,
+        user=DEMO_USER,
+        password=new_password(),
+        access_key=new_access_key(),
+        secret_key=new_secret_key(),
+    )
+    seed = parse_seed(
+        {
+            "accounts": [
+                {
+                    "name": DEMO_ACCOUNT,
+                    "projects": [{"name": DEMO_PROJECT, "id": project_id}],
+                    "users": [
+                        {
+                            "name": DEMO_USER,
+                            "root": True,
+                            "password": credentials.password,
+                            "accessKeys": [{"ak": credentials.access_key, "sk": credentials.secret_key}],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    with db.write() as conn:
+        if identity_store.count_accounts(conn) > 0:
+            return None
+        apply_seed(conn, seed, master_key, clock.now())
+    return credentials
+
+
+def write_credentials_file(path: Path, credentials: DemoCredentials, endpoint: str) -> None:
+    """Mode 0600 from the first byte: the file holds a password and a secret key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(credentials.as_json(endpoint), handle, indent=2)
+        handle.write("\n")
+    os.chmod(path, 0o600)

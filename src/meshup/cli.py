@@ -1,0 +1,198 @@
+"""The ``meshup`` command line: serve the API, apply seed files, migrate the database."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from meshup import __version__
+from meshup.config import Settings, from_environment
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="meshup: Huawei Cloud ASM mesh-upgrade service.")
+seed_cli = typer.Typer(no_args_is_help=True, help="Seed files: declare accounts, users, keys, clusters, meshes, jobs.")
+cli.add_typer(seed_cli, name="seed")
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="SQLAlchemy URL (default sqlite:///meshup.db; env MESHUP_DATABASE_URL)."),
+]
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return from_environment().with_overrides(**overrides)
+    except ValueError as exc:
+        typer.echo(f"meshup: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("meshup.access").propagate = False
+    access = logging.StreamHandler(sys.stdout)
+    access.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("meshup.access").addHandler(access)
+    logging.getLogger("meshup.access").setLevel(logging.INFO)
+
+
+@cli.command()
+def version() -> None:
+    """Print the meshup version."""
+    typer.echo(__version__)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1; env MESHUP_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080; env MESHUP_PORT).")] = None,
+    database_url: DatabaseOption = None,
+    seed: Annotated[Path | None, typer.Option(help="Seed file (YAML or JSON) to apply at start-up.")] = None,
+    master_key_file: Annotated[Path | None, typer.Option(help="Master key file (env MESHUP_MASTER_KEY_FILE).")] = None,
+    access_log: Annotated[bool | None, typer.Option("--access-log/--no-access-log", help="One log line per request.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Run the API server (SQLite and simulated clusters by default)."""
+    from meshup.app import build_runtime, create_app, key_file_for
+    from meshup.bootstrap import create_demo_if_empty, write_credentials_file
+    from meshup.iam.secrets import MasterKeyError
+    from meshup.seed.apply import apply_seed
+    from meshup.seed.schema import SeedError, load_seed
+    from meshup.store.db import sqlite_path
+
+    settings = _settings(
+        host=host,
+        port=port,
+        database_url=database_url,
+        master_key_file=master_key_file,
+        access_log=access_log,
+        log_level=log_level,
+    )
+    _configure_logging(settings.log_level)
+    parsed_seed = None
+    if seed is not None:
+        try:
+            parsed_seed = load_seed(seed)
+        except SeedError as exc:
+            typer.echo(f"meshup: seed file {seed} is invalid:\n{exc}", err=True)
+            raise typer.Exit(2) from exc
+    try:
+        rt = build_runtime(settings)
+    except MasterKeyError as exc:
+        typer.echo(f"meshup: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    master_key = rt.identity.master_key
+    if parsed_seed is not None:
+        with rt.db.write() as conn:
+            report = apply_seed(conn, parsed_seed, master_key, rt.clock.now())
+        typer.echo(
+            f"meshup: applied {seed}: accounts {', '.join(report.accounts)}; {report.users} users, "
+            f"{report.access_keys} access keys, {report.clusters} clusters, {report.meshes} meshes, {report.jobs} jobs",
+            err=True,
+        )
+    else:
+        demo = create_demo_if_empty(rt.db, master_key, rt.clock)
+        if demo is not None:
+            database = sqlite_path(settings.database_url)
+            target = (database.parent if database else key_file_for(settings).parent) / "meshup-credentials.json"
+            write_credentials_file(target, demo, settings.advertised_url)
+            _print_first_start(settings, demo, target)
+    app = create_app(settings, runtime=rt)
+    typer.echo(f"meshup {__version__} listening on {settings.advertised_url}", err=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+def _print_first_start(settings: Settings, demo: object, path: Path) -> None:
+    from meshup.bootstrap import DemoCredentials
+
+    assert isinstance(demo, DemoCredentials)
+    url = settings.advertised_url
+    typer.echo(
+        "\n".join(
+            [
+                "",
+                "meshup: first start, created a demo account (shown once; also saved, mode 0600, to "
+                f"{path.name} beside the database):",
+                f"  account (domain)  {demo.account}",
+                f"  project           {demo.project_name}  id {demo.project_id}",
+                f"  root user         {demo.user}  password {demo.password}",
+                f"  access key        {demo.access_key}",
+                f"  secret key        {demo.secret_key}",
+                "",
+                "First call (token):",
+                f"  curl -si {url}/v3/auth/tokens -H 'Content-Type: application/json' -d "
+                f'\'{{"auth":{{"identity":{{"methods":["password"],"password":{{"user":{{"name":"{demo.user}",'
+                f'"password":"{demo.password}","domain":{{"name":"{demo.account}"}}}}}}}},'
+                f'"scope":{{"project":{{"id":"{demo.project_id}"}}}}}}}}\'',
+                f"  curl -s {url}/v1/{demo.project_id}/mesh-job/<job-id> -H 'X-Auth-Token: <X-Subject-Token>'",
+                "",
+            ]
+        ),
+        err=True,
+    )
+
+
+@seed_cli.command("apply")
+def seed_apply(
+    file: Annotated[Path, typer.Argument(help="Seed file (YAML or JSON).")],
+    database_url: DatabaseOption = None,
+    master_key_file: Annotated[Path | None, typer.Option(help="Master key file (env MESHUP_MASTER_KEY_FILE).")] = None,
+) -> None:
+    """Apply a seed file to the configured database (servers may be running)."""
+    from meshup.app import load_master_key
+    from meshup.clock import SystemClock
+    from meshup.errors import MeshupError
+    from meshup.iam.secrets import MasterKeyError
+    from meshup.seed.apply import apply_seed
+    from meshup.seed.schema import SeedError, load_seed
+    from meshup.store.db import Database
+
+    settings = _settings(database_url=database_url, master_key_file=master_key_file)
+    try:
+        parsed = load_seed(file)
+    except SeedError as exc:
+        typer.echo(f"meshup: seed file {file} is invalid:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    db = Database(settings.database_url)
+    db.migrate()
+    try:
+        key = load_master_key(settings, db)
+        with db.write() as conn:
+            report = apply_seed(conn, parsed, key, SystemClock().now())
+    except (MasterKeyError, MeshupError) as exc:
+        typer.echo(f"meshup: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"applied {file}: accounts {', '.join(report.accounts)}; {report.users} users, {report.access_keys} access keys, "
+        f"{report.clusters} clusters, {report.meshes} meshes, {report.jobs} jobs"
+    )
+
+
+@cli.command()
+def migrate(database_url: DatabaseOption = None) -> None:
+    """Create or upgrade the database schema (the server also does this at start)."""
+    from meshup.store.db import Database
+
+    settings = _settings(database_url=database_url)
+    Database(settings.database_url).migrate()
+    typer.echo("schema is up to date")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""One ASGI middleware around everything: request ids, path normalisation, metrics, access log.
+
+It is plain ASGI (not BaseHTTPMiddleware) because it wraps every request on the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from meshup.http.metrics import HttpMetrics
+
+access_logger = logging.getLogger("meshup.access")
+error_logger = logging.getLogger("meshup.error")
+
+_INTERNAL = orjson.dumps({"errorCode": "ASM.01040001", "errorMsg": "internal error"})
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, *, access_log: bool = True) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = secrets.token_hex(16)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # The signature cannot tell "/x" from "/x/", so neither does routing (no redirects).
+            scope["path"] = path.rstrip("/") or "/"
+        status = 500
+        response_started = False
+        request_id_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), request_id_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_logger.exception("unhandled error in request %s", request_id)
+            if not response_started:
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": _INTERNAL})
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.latency.labels(template).observe(elapsed)
+            if self.access_log:
+                access_logger.info(
+                    "%s",
+                    orjson.dumps(
+                        {
+                            "requestId": request_id,
+                            "principal": state.get("principal", "-"),
+                            "method": scope["method"],
+                            "route": template,
+                            "status": status,
+                            "durationMs": round(elapsed * 1000, 3),
+                        }
+                    ).decode(),
+                )

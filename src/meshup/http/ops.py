@@ -1,0 +1,65 @@
+"""Operational endpoints (no authentication) and the OpenAPI document's security schemes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+from meshup.http.envelopes import json_response
+from meshup.http.metrics import CONTENT_TYPE
+from meshup.http.runtime import runtime
+from meshup.http.schemas import GatewayError, ServiceError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: the database answers")
+async def readyz(request: Request) -> Response:
+    if runtime(request).db.ping():
+        return json_response({"status": "ready"})
+    return json_response({"status": "database unreachable"}, 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Add the authentication schemes and error envelopes to the generated document."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = document.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas["GatewayError"] = GatewayError.model_json_schema()
+        schemas["ServiceError"] = ServiceError.model_json_schema()
+        components["securitySchemes"] = {
+            "iamToken": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
+            "akskSignature": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "SDK-HMAC-SHA256 / SDK-HMAC-SM3 / V11-HMAC-SHA256 request signature with X-Sdk-Date.",
+            },
+        }
+        for path, operations in document.get("paths", {}).items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{"iamToken": []}, {"akskSignature": []}]
+        app.openapi_schema = document
+        return document
+
+    app.openapi = build  # type: ignore[method-assign]

@@ -1,0 +1,67 @@
+"""From an HTTP request to what the services need, without framework types leaking further."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from meshup.errors import InvalidRequest
+from meshup.iam.service import Caller, IncomingRequest
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def incoming(request: Request, *, max_body: int = MAX_BODY_BYTES) -> IncomingRequest:
+    scope = request.scope
+    headers: dict[str, bytes] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in headers:  # the first occurrence counts, as a signer would see it
+            headers[key] = value
+    body = b""
+    if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            raise InvalidRequest(f"request body too large (limit {max_body} bytes)")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                raise InvalidRequest(f"request body too large (limit {max_body} bytes)")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    client = scope.get("client")
+    return IncomingRequest(
+        method=scope["method"],
+        raw_path=scope.get("raw_path") or scope["path"].encode(),
+        query_string=scope.get("query_string", b""),
+        headers=headers,
+        body=body,
+        source_ip=client[0] if client else "",
+    )
+
+
+def note_caller(request: Request, caller: Caller) -> None:
+    """Name the principal in the access log line of this request."""
+    request.scope.setdefault("state", {})["principal"] = caller.principal.label
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def json_body(incoming_request: IncomingRequest) -> Any:
+    """Parse a JSON request body; the content type must say JSON (asm-api.md §1)."""
+    content_type = incoming_request.headers.get("content-type", b"").decode("latin-1").lower()
+    media_type = content_type.split(";", 1)[0].strip()
+    if media_type != "application/json":
+        raise InvalidRequest("Content-Type must be application/json")
+    if not incoming_request.body:
+        raise InvalidRequest("request body: required")
+    try:
+        return orjson.loads(incoming_request.body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body: malformed JSON ({exc.msg} at position {exc.pos})") from exc

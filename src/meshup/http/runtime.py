@@ -1,0 +1,31 @@
+"""The objects a running server shares between requests, built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from meshup.clock import Clock
+from meshup.config import Settings
+from meshup.http.metrics import HttpMetrics
+from meshup.iam.login import LoginService
+from meshup.iam.service import IdentityService
+from meshup.jobs.service import JobService
+from meshup.store.db import Database
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    clock: Clock
+    metrics: HttpMetrics
+    identity: IdentityService
+    login: LoginService
+    jobs: JobService
+
+
+def runtime(request: Request) -> Runtime:
+    value: Runtime = request.app.state.runtime
+    return value

@@ -1,0 +1,268 @@
+"""Password logins (Keystone ``POST /v3/auth/tokens``) with login protection, and token checks."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from meshup.clock import Clock
+from meshup.errors import AuthenticationFailed, InvalidRequest
+from meshup.iam.identity import Account, User
+from meshup.iam.passwords import DUMMY_HASH, verify_password
+from meshup.iam.tokens import TokenClaims, TokenCodec
+from meshup.store import identity as store
+from meshup.timefmt import keystone_time
+
+GENERIC_FAILURE = "The request you have made requires authentication."
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=15)
+    lockout: timedelta = timedelta(minutes=15)
+    token_ttl: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRequest:
+    user_id: str | None
+    user_name: str | None
+    user_domain_id: str | None
+    user_domain_name: str | None
+    password: str
+    scope: str  # "unscoped" | "project" | "domain"
+    project_id: str | None
+    project_name: str | None
+    project_domain_id: str | None
+    project_domain_name: str | None
+    domain_id: str | None
+    domain_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    claims: TokenClaims
+    account: Account
+    user: User
+    project: tuple[str, str] | None  # (id, name)
+
+
+def _text(value: Any, path: str, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidRequest(f"{path}: required")
+        return None
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise InvalidRequest(f"{path}: must be a non-empty string of at most 256 characters")
+    return value
+
+
+def _mapping(value: Any, path: str, *, required: bool = True) -> dict[str, Any]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{path}: {'required' if value is None else 'must be an object'}")
+    return value
+
+
+def parse_login(body: Any) -> LoginRequest:
+    """Keystone v3 password authentication; names the offending field on bad input."""
+    auth = _mapping(_mapping(body, "body").get("auth"), "auth")
+    identity = _mapping(auth.get("identity"), "auth.identity")
+    methods = identity.get("methods")
+    if not isinstance(methods, list) or "password" not in methods:
+        raise InvalidRequest('auth.identity.methods: must include "password" (the only supported method)')
+    user = _mapping(_mapping(identity.get("password"), "auth.identity.password").get("user"), "auth.identity.password.user")
+    password = _text(user.get("password"), "auth.identity.password.user.password", required=True)
+    user_id = _text(user.get("id"), "auth.identity.password.user.id")
+    user_name = _text(user.get("name"), "auth.identity.password.user.name")
+    user_domain = _mapping(user.get("domain"), "auth.identity.password.user.domain", required=False)
+    if user_id is None and user_name is None:
+        raise InvalidRequest("auth.identity.password.user: id or name is required")
+    user_domain_id = _text(user_domain.get("id"), "auth.identity.password.user.domain.id")
+    user_domain_name = _text(user_domain.get("name"), "auth.identity.password.user.domain.name")
+    if user_id is None and user_domain_id is None and user_domain_name is None:
+        raise InvalidRequest("auth.identity.password.user.domain: a user given by name needs its domain")
+    scope = auth.get("scope")
+    fields: dict[str, str | None] = {
+        "project_id": None,
+        "project_name": None,
+        "project_domain_id": None,
+        "project_domain_name": None,
+        "domain_id": None,
+        "domain_name": None,
+    }
+    kind = "unscoped"
+    if scope is not None and scope != "unscoped":
+        scope_map = _mapping(scope, "auth.scope")
+        if "project" in scope_map:
+            kind = "project"
+            project = _mapping(scope_map["project"], "auth.scope.project")
+            fields["project_id"] = _text(project.get("id"), "auth.scope.project.id")
+            fields["project_name"] = _text(project.get("name"), "auth.scope.project.name")
+            domain = _mapping(project.get("domain"), "auth.scope.project.domain", required=False)
+            fields["project_domain_id"] = _text(domain.get("id"), "auth.scope.project.domain.id")
+            fields["project_domain_name"] = _text(domain.get("name"), "auth.scope.project.domain.name")
+            if fields["project_id"] is None and fields["project_name"] is None:
+                raise InvalidRequest("auth.scope.project: id or name is required")
+            if fields["project_id"] is None and not (fields["project_domain_id"] or fields["project_domain_name"]):
+                raise InvalidRequest("auth.scope.project.domain: a project given by name needs its domain")
+        elif "domain" in scope_map:
+            kind = "domain"
+            domain = _mapping(scope_map["domain"], "auth.scope.domain")
+            fields["domain_id"] = _text(domain.get("id"), "auth.scope.domain.id")
+            fields["domain_name"] = _text(domain.get("name"), "auth.scope.domain.name")
+            if fields["domain_id"] is None and fields["domain_name"] is None:
+                raise InvalidRequest("auth.scope.domain: id or name is required")
+        else:
+            raise InvalidRequest("auth.scope: must name a project or a domain")
+    assert password is not None
+    return LoginRequest(
+        user_id=user_id,
+        user_name=user_name,
+        user_domain_id=user_domain_id,
+        user_domain_name=user_domain_name,
+        password=password,
+        scope=kind,
+        **fields,
+    )
+
+
+class LoginService:
+    def __init__(self, tokens: TokenCodec, clock: Clock, policy: LoginPolicy) -> None:
+        self.tokens = tokens
+        self.clock = clock
+        self.policy = policy
+
+    def login(self, conn: Connection, request: LoginRequest) -> IssuedToken:
+        """Check the password (with lockout) and issue a token; every failure looks the same."""
+        now = self.clock.now()
+        record = self._find_user(conn, request)
+        if record is None:
+            verify_password(DUMMY_HASH, request.password)  # same cost as a real check
+            raise AuthenticationFailed(GENERIC_FAILURE)
+        failures = store.get_login_failures(conn, record.user.id)
+        if failures is not None and failures.locked_until is not None and now < failures.locked_until:
+            raise AuthenticationFailed(GENERIC_FAILURE)
+        if not verify_password(record.password_hash, request.password):
+            self._record_failure(conn, record.user.id, failures, now)
+            raise AuthenticationFailed(GENERIC_FAILURE)
+        if not (record.user.enabled and record.account.enabled):
+            raise AuthenticationFailed(GENERIC_FAILURE)
+        if failures is not None:
+            store.put_login_failures(conn, record.user.id, None)
+        project = self._scope_project(conn, record.account, request)
+        claims = TokenClaims(
+            user_id=record.user.id,
+            project_id=project[0] if project else None,
+            domain_scoped=request.scope == "domain",
+            password_version=record.user.password_version,
+            issued_at=now,
+            expires_at=now + self.policy.token_ttl,
+        )
+        return IssuedToken(self.tokens.issue(claims), claims, record.account, record.user, project)
+
+    def _find_user(self, conn: Connection, request: LoginRequest) -> store.UserRecord | None:
+        if request.user_id is not None:
+            record = store.get_user(conn, request.user_id)
+            if record is None:
+                return None
+            if request.user_domain_id not in (None, record.account.id):
+                return None
+            if request.user_domain_name not in (None, record.account.name):
+                return None
+            return record
+        account = store.find_account(conn, account_id=request.user_domain_id, name=request.user_domain_name)
+        if account is None or request.user_name is None:
+            return None
+        return store.find_user(conn, account.id, request.user_name)
+
+    def _scope_project(self, conn: Connection, account: Account, request: LoginRequest) -> tuple[str, str] | None:
+        if request.scope == "domain":
+            if request.domain_id not in (None, account.id) or request.domain_name not in (None, account.name):
+                raise AuthenticationFailed("the user has no access to the requested domain")
+            return None
+        if request.scope != "project":
+            return None
+        if request.project_domain_id not in (None, account.id) or request.project_domain_name not in (
+            None,
+            account.name,
+        ):
+            raise AuthenticationFailed("the user has no access to the requested project")
+        project = store.find_project(conn, account.id, project_id=request.project_id, name=request.project_name)
+        if project is None:
+            raise AuthenticationFailed("the user has no access to the requested project")
+        return project
+
+    def _record_failure(
+        self, conn: Connection, user_id: str, failures: store.LoginFailures | None, now: datetime
+    ) -> None:
+        if failures is None or now - failures.window_start > self.policy.window:
+            failures = store.LoginFailures(count=0, window_start=now, locked_until=None)
+        count = failures.count + 1
+        locked = now + self.policy.lockout if count >= self.policy.max_failures else None
+        store.put_login_failures(conn, user_id, store.LoginFailures(count, failures.window_start, locked))
+
+
+def role_of(user: User) -> dict[str, str]:
+    name = "te_admin" if user.is_root else "asm_user"
+    return {"id": hashlib.sha256(name.encode()).hexdigest()[:32], "name": name}
+
+
+def token_body(
+    issued: IssuedToken, account: Account, user: User, project: tuple[str, str] | None, catalog_url: str
+) -> dict[str, Any]:
+    """Keystone's token document (auth.md §2); keystoneauth1 needs ``expires_at``."""
+    domain = {"id": account.id, "name": account.name}
+    token: dict[str, Any] = {
+        "methods": ["password"],
+        "issued_at": keystone_time(issued.claims.issued_at),
+        "expires_at": keystone_time(issued.claims.expires_at),
+        "user": {"id": user.id, "name": user.name, "domain": domain},
+        "roles": [role_of(user)],
+    }
+    if project is not None:
+        token["project"] = {"id": project[0], "name": project[1], "domain": domain}
+        endpoint_id = hashlib.sha256(f"asm/{project[1]}".encode()).hexdigest()[:32]
+        token["catalog"] = [
+            {
+                "type": "asm",
+                "name": "asm",
+                "id": hashlib.sha256(b"asm").hexdigest()[:32],
+                "endpoints": [
+                    {
+                        "id": endpoint_id,
+                        "interface": "public",
+                        "region": project[1],
+                        "region_id": project[1],
+                        "url": catalog_url,
+                    }
+                ],
+            }
+        ]
+    elif issued.claims.domain_scoped:
+        token["domain"] = domain
+        token["catalog"] = []
+    return {"token": token}
+
+
+def inspect_token(conn: Connection, tokens: TokenCodec, token: str, now: datetime) -> IssuedToken:
+    """A token that is still good, with what its document shows; AuthenticationFailed otherwise."""
+    claims = tokens.decode(token, now)
+    record = store.get_user(conn, claims.user_id)
+    if record is None or not (record.user.enabled and record.account.enabled):
+        raise AuthenticationFailed("the token is no longer valid")
+    if record.user.password_version != claims.password_version:
+        raise AuthenticationFailed("the token was revoked by a password change")
+    project = None
+    if claims.project_id is not None:
+        project = store.find_project(conn, record.account.id, project_id=claims.project_id)
+        if project is None:
+            raise AuthenticationFailed("the token's project no longer exists")
+    return IssuedToken(token, claims, record.account, record.user, project)

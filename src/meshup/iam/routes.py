@@ -1,0 +1,101 @@
+"""Keystone-compatible identity endpoints: tokens and the project lookup of the official SDK."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from meshup.errors import AuthenticationFailed, InvalidRequest
+from meshup.http.envelopes import json_response, keystone_error
+from meshup.http.requests import incoming, json_body, note_caller
+from meshup.http.runtime import runtime
+from meshup.iam.login import inspect_token, parse_login, token_body
+
+router = APIRouter(tags=["identity"])
+
+_TOKEN_DOC = {
+    201: {"description": "Token issued; the token is in the X-Subject-Token header."},
+    400: {"description": "Malformed request (Keystone error envelope)."},
+    401: {"description": "Authentication failed (Keystone error envelope)."},
+}
+
+
+@router.post("/v3/auth/tokens", status_code=201, responses=_TOKEN_DOC, summary="Obtain a token (password)")
+async def create_token(request: Request) -> Response:
+    rt = runtime(request)
+    try:
+        body = json_body(await incoming(request, max_body=64 * 1024))
+        login_request = parse_login(body)
+    except InvalidRequest as exc:
+        return keystone_error(400, exc.message)
+    failure: AuthenticationFailed | None = None
+    with rt.db.write() as conn:
+        try:
+            issued = rt.login.login(conn, login_request)
+        except AuthenticationFailed as exc:
+            failure = exc  # the failed-attempt counter must still be committed
+    if failure is not None:
+        rt.metrics.auth_failures.labels("password").inc()
+        return keystone_error(401, failure.why)
+    request.scope.setdefault("state", {})["principal"] = f"{issued.account.name}/{issued.user.name}"
+    body_out = token_body(issued, issued.account, issued.user, issued.project, rt.settings.advertised_url)
+    return json_response(body_out, 201, headers={"X-Subject-Token": issued.token})
+
+
+@router.get("/v3/auth/tokens", summary="Validate a token", responses={404: {"description": "Token invalid."}})
+async def check_token(request: Request) -> Response:
+    rt = runtime(request)
+    caller_token = request.headers.get("x-auth-token")
+    subject = request.headers.get("x-subject-token")
+    if not caller_token:
+        return keystone_error(401, "X-Auth-Token is required")
+    if not subject:
+        return keystone_error(400, "X-Subject-Token is required")
+    now = rt.clock.now()
+    with rt.db.read() as conn:
+        try:
+            inspect_token(conn, rt.identity.tokens, caller_token, now)
+        except AuthenticationFailed as exc:
+            rt.metrics.auth_failures.labels("token").inc()
+            return keystone_error(401, exc.why)
+        try:
+            issued = inspect_token(conn, rt.identity.tokens, subject, now)
+        except AuthenticationFailed:
+            return keystone_error(404, "Could not find token.")
+    body_out = token_body(issued, issued.account, issued.user, issued.project, rt.settings.advertised_url)
+    return json_response(body_out, 200, headers={"X-Subject-Token": subject})
+
+
+@router.get("/v3/projects", summary="List the caller's projects (AK/SK or token)")
+async def list_projects(request: Request, name: str | None = None) -> Response:
+    rt = runtime(request)
+    try:
+        with rt.db.read() as conn:
+            caller = rt.identity.authenticate(conn, await incoming(request), None)
+    except AuthenticationFailed as exc:
+        rt.metrics.auth_failures.labels(exc.code).inc()
+        return keystone_error(401, exc.why)
+    note_caller(request, caller)
+    account_id = caller.principal.account.id
+    projects = [
+        {"id": project_id, "name": project_name, "domain_id": account_id, "enabled": True}
+        for project_id, project_name in sorted(caller.principal.projects.items(), key=lambda p: p[1])
+        if name is None or project_name == name
+    ]
+    return json_response({"projects": projects, "links": {"self": f"{rt.settings.advertised_url}/v3/projects"}})
+
+
+@router.get("/v3", summary="Identity API version")
+async def version(request: Request) -> Response:
+    url = runtime(request).settings.advertised_url
+    return json_response(
+        {
+            "version": {
+                "id": "v3.0",
+                "status": "stable",
+                "updated": "2020-01-01T00:00:00Z",
+                "links": [{"rel": "self", "href": f"{url}/v3/"}],
+                "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+            }
+        }
+    )

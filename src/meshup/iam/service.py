@@ -1,0 +1,319 @@
+"""Authentication (tokens, AK/SK signatures) and authorization (IAM policies) of API calls.
+
+Every process keeps the decoded keys and principals it has seen, keyed by the account store's IAM
+epoch: any change to users, keys or policies bumps the epoch in the same transaction, and the next
+request in every process sees the new number and drops its caches, so a disabled key stops working
+at once everywhere, without a query per key on the hot path.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection
+
+from meshup.clock import Clock
+from meshup.errors import AuthenticationFailed, Forbidden, ProjectNotAllowed
+from meshup.iam import signing
+from meshup.iam.actions import Action, mesh_urn
+from meshup.iam.identity import AccessKey, Principal
+from meshup.iam.policy import (
+    AuthzRequest,
+    Decision,
+    Grant,
+    PolicyError,
+    Scope,
+    could_allow,
+    evaluate,
+    parse_identity_policy,
+    parse_role_policy,
+)
+from meshup.iam.secrets import MasterKey, hash_token
+from meshup.iam.tokens import TokenClaims, TokenCodec
+from meshup.store import identity as store
+from meshup.timefmt import rfc3339
+
+MAX_CACHE_ENTRIES = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """What authentication needs of an HTTP request, independent of the web framework."""
+
+    method: str
+    raw_path: bytes
+    query_string: bytes
+    headers: Mapping[str, bytes]  # lower-case names
+    body: bytes
+    source_ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    token: TokenClaims | None  # set when authenticated by token
+
+
+@dataclass(frozen=True, slots=True)
+class MeshFacts:
+    """What authorization needs to know of the mesh a request targets."""
+
+    id: str
+    enterprise_project_id: str
+    tags: Sequence[tuple[str, str]]
+
+
+@dataclass(slots=True)
+class _Caches:
+    epoch: int = -1
+    keys: dict[str, AccessKey] = field(default_factory=dict)
+    principals: dict[str, Principal | None] = field(default_factory=dict)
+
+
+class IdentityService:
+    def __init__(self, master_key: MasterKey, clock: Clock, *, clock_skew: timedelta = timedelta(minutes=15)):
+        self.master_key = master_key
+        self.tokens = TokenCodec(master_key.token_key)
+        self.clock = clock
+        self.clock_skew = clock_skew
+        self._caches = _Caches()
+        self._lock = threading.Lock()
+
+    # -- caches ------------------------------------------------------------------------------
+
+    def _fresh(self, conn: Connection) -> _Caches:
+        epoch = store.read_epoch(conn, store.IAM_EPOCH)
+        caches = self._caches
+        if caches.epoch != epoch:
+            with self._lock:
+                if self._caches.epoch != epoch:
+                    self._caches = _Caches(epoch=epoch)
+                caches = self._caches
+        return caches
+
+    def principal(self, conn: Connection, user_id: str, via: str, caches: _Caches | None = None) -> Principal | None:
+        caches = caches or self._fresh(conn)
+        key = f"{via}:{user_id}"
+        if key in caches.principals:
+            return caches.principals[key]
+        principal = self._load_principal(conn, user_id, via)
+        if len(caches.principals) >= MAX_CACHE_ENTRIES:
+            caches.principals.clear()
+        caches.principals[key] = principal
+        return principal
+
+    def _load_principal(self, conn: Connection, user_id: str, via: str) -> Principal | None:
+        record = store.get_user(conn, user_id)
+        if record is None:
+            return None
+        grants = tuple(grant_of(row) for row in store.user_policies(conn, user_id))
+        return Principal(
+            account=record.account,
+            user=record.user,
+            grants=grants,
+            projects=store.account_projects(conn, record.account.id),
+            via=via,
+        )
+
+    def _access_key(self, conn: Connection, ak: str, caches: _Caches) -> AccessKey | None:
+        key = caches.keys.get(ak)
+        if key is not None:
+            return key
+        row = store.get_access_key(conn, ak)
+        if row is None:
+            return None
+        key = AccessKey(
+            ak=row.ak,
+            user_id=row.user_id,
+            secret_key=self.master_key.decrypt_sk(row.ak, row.sk_encrypted),
+            security_token_sha256=row.security_token_sha256,
+            expires_at=row.expires_at,
+            enabled=row.enabled,
+        )
+        if len(caches.keys) >= MAX_CACHE_ENTRIES:
+            caches.keys.clear()
+        caches.keys[ak] = key
+        return key
+
+    # -- authentication ----------------------------------------------------------------------
+
+    def authenticate(self, conn: Connection, request: IncomingRequest, project_id: str | None) -> Caller:
+        """Establish the caller; with ``project_id``, also that the caller may act in it."""
+        caches = self._fresh(conn)
+        token = request.headers.get("x-auth-token")
+        if token is not None:
+            return self._by_token(conn, token, project_id, caches)
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            return self._by_signature(conn, request, authorization, project_id, caches)
+        raise AuthenticationFailed("no X-Auth-Token or Authorization header")
+
+    def _by_token(self, conn: Connection, raw: bytes, project_id: str | None, caches: _Caches) -> Caller:
+        try:
+            text = raw.decode("ascii").strip()
+        except UnicodeDecodeError as exc:
+            raise AuthenticationFailed("the token is not valid") from exc
+        claims = self.tokens.decode(text, self.clock.now())
+        principal = self.principal(conn, claims.user_id, "token", caches)
+        if principal is None or not _active(principal):
+            raise AuthenticationFailed("the token is no longer valid")
+        if principal.user.password_version != claims.password_version:
+            raise AuthenticationFailed("the token was revoked by a password change")
+        if project_id is not None and claims.project_id != project_id:
+            scope = "unscoped" if claims.project_id is None else "scoped to another project"
+            if claims.domain_scoped:
+                scope = "domain-scoped"
+            raise ProjectNotAllowed(f"the token is {scope}; a token scoped to project {project_id} is required")
+        return Caller(principal, claims)
+
+    def _by_signature(
+        self,
+        conn: Connection,
+        request: IncomingRequest,
+        authorization: bytes,
+        project_id: str | None,
+        caches: _Caches,
+    ) -> Caller:
+        parsed = signing.parse_authorization(authorization)
+        key = self._access_key(conn, parsed.access_key, caches)
+        if key is None:
+            raise AuthenticationFailed("unknown access key")
+        now = self.clock.now()
+        if not key.enabled:
+            raise AuthenticationFailed("the access key is disabled")
+        if key.expires_at is not None and now >= key.expires_at:
+            raise AuthenticationFailed("the access key has expired")
+        security_token = request.headers.get("x-security-token")
+        if key.security_token_sha256 is not None:
+            if security_token is None:
+                raise AuthenticationFailed("a temporary access key needs X-Security-Token")
+            try:
+                presented = hash_token(security_token.decode("ascii").strip())
+            except UnicodeDecodeError as exc:
+                raise AuthenticationFailed("X-Security-Token does not match the access key") from exc
+            if not hmac.compare_digest(presented, key.security_token_sha256):
+                raise AuthenticationFailed("X-Security-Token does not match the access key")
+            expected_token: str | None = security_token.decode("ascii").strip()
+        else:
+            expected_token = None
+        signed = signing.SignedRequest(
+            method=request.method,
+            raw_path=request.raw_path,
+            query_string=request.query_string,
+            headers=request.headers,
+            body=request.body,
+        )
+        signing.verify(signed, parsed, key.secret_key, now, window=self.clock_skew, security_token=expected_token)
+        principal = self.principal(conn, key.user_id, "aksk", caches)
+        if principal is None or not _active(principal):
+            raise AuthenticationFailed("the access key's user is disabled")
+        if project_id is not None:
+            if project_id not in principal.projects:
+                raise ProjectNotAllowed(f"project {_shown(project_id)} is not a project of the caller's account")
+            header_project = request.headers.get("x-project-id")
+            if header_project is not None and "x-project-id" in parsed.signed_headers:
+                if header_project.decode("latin-1").strip() != project_id:
+                    raise ProjectNotAllowed("the signed X-Project-Id does not match the project in the path")
+        return Caller(principal, None)
+
+    # -- authorization -----------------------------------------------------------------------
+
+    def precheck(self, caller: Caller, action: Action, project_id: str) -> None:
+        """403 before any lookup when no policy could allow the action anywhere: existence stays hidden."""
+        principal = caller.principal
+        if principal.user.is_root:
+            return
+        if not could_allow(principal.grants, action.name, project_id):
+            raise Forbidden(
+                f"IAM denies {action.name} in project {project_id} to user {principal.user.name} "
+                "(implicit deny: no policy allows this action)"
+            )
+
+    def authorize(
+        self,
+        caller: Caller,
+        action: Action,
+        project_id: str,
+        mesh: MeshFacts | None,
+        source_ip: str,
+        *,
+        request_tags: Sequence[tuple[str, str]] | None = None,
+        enterprise_project_id: str | None = None,
+    ) -> None:
+        principal = caller.principal
+        if principal.user.is_root:
+            return
+        region = principal.projects.get(project_id, "")
+        context: dict[str, str | Sequence[str]] = {
+            "g:userid": principal.user.id,
+            "g:username": principal.user.name,
+            "g:domainname": principal.account.name,
+            "g:projectname": region,
+            "g:currenttime": rfc3339(self.clock.now()),
+            "g:sourceip": source_ip,
+        }
+        for tag_key, tag_value in principal.user.tags.items():
+            context[f"g:principaltag/{tag_key.lower()}"] = tag_value
+        resource = None
+        ep = enterprise_project_id
+        if mesh is not None:
+            resource = mesh_urn(region, principal.account.id, mesh.id)
+            ep = mesh.enterprise_project_id
+            for tag_key, tag_value in mesh.tags:
+                context[f"g:resourcetag/{tag_key.lower()}"] = tag_value
+        if ep is not None:
+            context["g:enterpriseprojectid"] = ep
+        if request_tags is not None:
+            for tag_key, tag_value in request_tags:
+                context[f"g:requesttag/{tag_key.lower()}"] = tag_value
+            context["g:tagkeys"] = [tag_key for tag_key, _ in request_tags]
+        decision = evaluate(
+            principal.grants,
+            AuthzRequest(
+                action=action.name,
+                resource=resource,
+                project_id=project_id,
+                enterprise_project_id=ep,
+                context=context,
+            ),
+        )
+        if decision is Decision.ALLOW:
+            return
+        target = resource or f"project {project_id}"
+        kind = (
+            "explicit deny: a policy denies it"
+            if decision is Decision.EXPLICIT_DENY
+            else "implicit deny: no policy allows it"
+        )
+        raise Forbidden(f"IAM denies {action.name} on {target} to user {principal.user.name} ({kind})")
+
+
+def grant_of(row: store.PolicyRow) -> Grant:
+    """Policies were validated when stored; a document that no longer parses grants nothing."""
+    try:
+        if row.kind == "identity":
+            return Grant(parse_identity_policy(row.document), Scope("identity"))
+        kind = row.scope_kind
+        if kind not in ("account", "project", "enterprise_project"):
+            kind = "account"
+        return Grant(parse_role_policy(row.document), Scope(kind, row.scope_value))  # type: ignore[arg-type]
+    except PolicyError:
+        return Grant(parse_identity_policy({"Version": "5.0", "Statement": []}), Scope("identity"))
+
+
+def _active(principal: Principal) -> bool:
+    return principal.user.enabled and principal.account.enabled
+
+
+def _shown(value: str) -> str:
+    """Echo a caller-supplied id in a message, bounded and printable."""
+    clipped = value[:64]
+    return clipped if clipped.isprintable() else repr(clipped)
+
+
+def token_expiry(now: datetime, ttl: timedelta) -> datetime:
+    return now + ttl

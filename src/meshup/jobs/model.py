@@ -1,0 +1,123 @@
+"""The job tree: phases, how a parent's state follows from its children, and the wire document.
+
+Every node of a tree is one row; a parent's phase, reason and times are derived from its children
+(``derive``) whenever a child changes, and stored, so reading a tree never recomputes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from meshup.timefmt import rfc3339
+
+
+class Phase(StrEnum):
+    INITIALIZING = "Initializing"
+    RUNNING = "Running"
+    SUCCESS = "Success"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCESS, Phase.FAILED)
+
+
+@dataclass(slots=True)
+class JobNode:
+    id: str
+    parent_id: str | None
+    position: int
+    type: str
+    target: str
+    phase: Phase
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    children: list[JobNode] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A parent's state as its children determine it."""
+
+    phase: Phase
+    reason: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+
+
+def failure_reason(child: JobNode) -> str:
+    """A parent names the child that failed, its target, and the child's own reason."""
+    label = f"{child.type} {child.target}" if child.target else child.type
+    return f"{label}: {child.reason}" if child.reason else f"{label} failed"
+
+
+def derive(children: Sequence[JobNode], created_at: datetime) -> Derived:
+    """All Success → Success; any Failed with nothing still running → Failed; else Running once any
+    child has started; else Initializing. Times follow: start = earliest child start, completion =
+    latest child completion (only once terminal), update = latest update in the subtree."""
+    if not children:
+        raise ValueError("a parent needs at least one child")
+    phases = [child.phase for child in children]
+    updated_at = max([created_at, *(child.updated_at for child in children)])
+    starts = [child.started_at for child in children if child.started_at is not None]
+    started_at = min(starts) if starts else None
+    reason = ""
+    if all(phase is Phase.SUCCESS for phase in phases):
+        phase = Phase.SUCCESS
+    elif Phase.FAILED in phases and Phase.RUNNING not in phases:
+        phase = Phase.FAILED
+        reason = failure_reason(next(child for child in children if child.phase is Phase.FAILED))
+    elif any(phase is not Phase.INITIALIZING for phase in phases):
+        phase = Phase.RUNNING
+    else:
+        phase = Phase.INITIALIZING
+    completed_at = None
+    if phase.terminal:
+        ends = [child.completed_at for child in children if child.completed_at is not None]
+        completed_at = max(ends) if ends else updated_at
+    return Derived(phase, reason, started_at, completed_at, updated_at)
+
+
+def assemble(nodes: Iterable[JobNode]) -> dict[str, JobNode]:
+    """Link nodes of one tree (any order) into parents' ``children`` lists, ordered by position."""
+    by_id = {node.id: node for node in nodes}
+    for node in by_id.values():
+        node.children = []
+    for node in sorted(by_id.values(), key=lambda n: n.position):
+        if node.parent_id is not None:
+            parent = by_id.get(node.parent_id)
+            if parent is not None:
+                parent.children.append(node)
+    return by_id
+
+
+def render(node: JobNode) -> dict[str, Any]:
+    """The MeshJob wire document of a node and its subtree (asm-api.md §4)."""
+    spec: dict[str, Any] = {"type": node.type}
+    if node.target:
+        spec["target"] = node.target
+    spec["subjobs"] = [render(child) for child in node.children]
+    return {
+        "kind": "Job",
+        "apiVersion": "v3",
+        "metadata": {
+            "uid": node.id,
+            "creationTimestamp": rfc3339(node.created_at),
+            "updateTimestamp": rfc3339(node.updated_at),
+        },
+        "spec": spec,
+        "status": {
+            "phase": node.phase.value,
+            "reason": node.reason,
+            "startTime": rfc3339(node.started_at),
+            "completionTime": rfc3339(node.completed_at),
+        },
+    }

@@ -1,0 +1,131 @@
+"""Reads and writes of job trees (one row per node, see tables.jobs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select
+
+from meshup.jobs.model import JobNode, Phase
+from meshup.store import tables as t
+from meshup.timefmt import as_utc
+
+_NODE_COLUMNS = (
+    t.jobs.c.id,
+    t.jobs.c.parent_id,
+    t.jobs.c.position,
+    t.jobs.c.type,
+    t.jobs.c.target,
+    t.jobs.c.phase,
+    t.jobs.c.reason,
+    t.jobs.c.created_at,
+    t.jobs.c.updated_at,
+    t.jobs.c.started_at,
+    t.jobs.c.completed_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobLocation:
+    """Where a job node lives: its tree, and the mesh with what authorization needs of it."""
+
+    job_id: str
+    root_id: str
+    mesh_id: str
+    project_id: str
+    enterprise_project_id: str
+    tags: list[tuple[str, str]]
+
+
+_LOCATE = (
+    select(
+        t.jobs.c.root_id,
+        t.meshes.c.id.label("mesh_id"),
+        t.meshes.c.project_id,
+        t.meshes.c.enterprise_project_id,
+        t.meshes.c.tags,
+    )
+    .join(t.meshes, t.meshes.c.id == t.jobs.c.mesh_id)
+    .where(t.jobs.c.id == bindparam("job_id"))
+)
+
+_TREE = select(*_NODE_COLUMNS).where(t.jobs.c.root_id == bindparam("root_id"))
+
+
+def locate(conn: Connection, job_id: str) -> JobLocation | None:
+    row = conn.execute(_LOCATE, {"job_id": job_id}).first()
+    if row is None:
+        return None
+    tags = [(str(tag["key"]), str(tag.get("value", ""))) for tag in (row.tags or [])]
+    return JobLocation(job_id, row.root_id, row.mesh_id, row.project_id, row.enterprise_project_id, tags)
+
+
+def _node(row: Any) -> JobNode:
+    return JobNode(
+        id=row.id,
+        parent_id=row.parent_id,
+        position=row.position,
+        type=row.type,
+        target=row.target or "",
+        phase=Phase(row.phase),
+        reason=row.reason or "",
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+        started_at=as_utc(row.started_at) if row.started_at else None,
+        completed_at=as_utc(row.completed_at) if row.completed_at else None,
+    )
+
+
+def load_tree(conn: Connection, root_id: str) -> list[JobNode]:
+    return [_node(row) for row in conn.execute(_TREE, {"root_id": root_id})]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One node to insert; payload is the engine's input for a leaf."""
+
+    node: JobNode
+    root_id: str
+    payload: dict[str, Any]
+
+
+def insert_nodes(conn: Connection, jobs: Iterable[NewJob], *, mesh_id: str, project_id: str) -> None:
+    rows = [
+        {
+            "id": job.node.id,
+            "root_id": job.root_id,
+            "parent_id": job.node.parent_id,
+            "position": job.node.position,
+            "type": job.node.type,
+            "target": job.node.target,
+            "phase": job.node.phase.value,
+            "reason": job.node.reason,
+            "created_at": job.node.created_at,
+            "updated_at": job.node.updated_at,
+            "started_at": job.node.started_at,
+            "completed_at": job.node.completed_at,
+            "mesh_id": mesh_id,
+            "project_id": project_id,
+            "attempt": 0,
+            "payload": job.payload,
+        }
+        for job in jobs
+    ]
+    if rows:
+        conn.execute(insert(t.jobs), rows)
+
+
+def delete_tree(conn: Connection, root_id: str) -> None:
+    conn.execute(t.jobs.delete().where(t.jobs.c.root_id == root_id))
+
+
+def root_of(conn: Connection, job_id: str) -> str | None:
+    value = conn.execute(select(t.jobs.c.root_id).where(t.jobs.c.id == job_id)).scalar()
+    return None if value is None else str(value)
+
+
+def newest_update(nodes: Iterable[JobNode]) -> datetime | None:
+    return max((node.updated_at for node in nodes), default=None)

@@ -1,0 +1,74 @@
+"""Reads and writes of meshes and simulated clusters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from meshup.store import tables as t
+
+
+def mesh_by_name(conn: Connection, project_id: str, name: str) -> Any:
+    return conn.execute(
+        select(t.meshes).where(t.meshes.c.project_id == project_id, t.meshes.c.name == name)
+    ).first()
+
+
+def mesh_by_id(conn: Connection, mesh_id: str) -> Any:
+    return conn.execute(select(t.meshes).where(t.meshes.c.id == mesh_id)).first()
+
+
+def put_mesh(conn: Connection, values: Mapping[str, Any]) -> None:
+    if mesh_by_id(conn, str(values["id"])) is None:
+        conn.execute(insert(t.meshes).values(**values))
+    else:
+        changes = {k: v for k, v in values.items() if k not in ("id", "created_at")}
+        conn.execute(update(t.meshes).where(t.meshes.c.id == values["id"]).values(**changes))
+
+
+def cluster_row(conn: Connection, account_id: str, cluster_id: str) -> Any:
+    return conn.execute(
+        select(t.clusters).where(t.clusters.c.account_id == account_id, t.clusters.c.id == cluster_id)
+    ).first()
+
+
+def put_cluster(
+    conn: Connection,
+    *,
+    account_id: str,
+    cluster_id: str,
+    name: str,
+    state: Mapping[str, Any],
+    faults: list[Any],
+    now: datetime,
+) -> None:
+    if cluster_row(conn, account_id, cluster_id) is None:
+        conn.execute(
+            insert(t.clusters).values(
+                account_id=account_id,
+                id=cluster_id,
+                name=name,
+                state=dict(state),
+                faults=faults,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        conn.execute(
+            update(t.clusters)
+            .where(t.clusters.c.account_id == account_id, t.clusters.c.id == cluster_id)
+            .values(name=name, state=dict(state), faults=faults, updated_at=now)
+        )
+
+
+def meshes_using_cluster(conn: Connection, account_id: str) -> dict[str, str]:
+    """cluster id -> mesh id, for every cluster that belongs to a mesh of the account."""
+    out: dict[str, str] = {}
+    for row in conn.execute(select(t.meshes.c.id, t.meshes.c.clusters).where(t.meshes.c.account_id == account_id)):
+        for cluster in row.clusters or []:
+            out[str(cluster.get("clusterID"))] = str(row.id)
+    return out

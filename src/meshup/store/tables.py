@@ -1,0 +1,210 @@
+"""SQLAlchemy Core tables: the only description of the schema (migrations mirror it).
+
+Timestamps are stored as timezone-aware UTC where the database supports it; SQLite hands them back
+naive and ``timefmt.as_utc`` restores the zone. JSON columns hold documents the domain owns
+(policies, tags, cluster state) that are never queried by their inner fields.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TS = DateTime(timezone=True)
+
+# Counters that let every process notice a change made by another one (cache invalidation).
+epochs = Table(
+    "epochs",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", TS, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    UniqueConstraint("account_id", "name", name="uq_projects_account_name"),
+)
+
+enterprise_projects = Table(
+    "enterprise_projects",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("is_root", Boolean, nullable=False, default=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("password_hash", Text, nullable=True),
+    # Bumped on every password change; tokens carry it, so old tokens stop working.
+    Column("password_version", Integer, nullable=False, default=1),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_users_account_name"),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_groups_account_name"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", String(32), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("ak", String(128), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("sk_encrypted", LargeBinary, nullable=False),
+    # Temporary keys: SHA-256 of the security token (the token itself is not needed to verify it).
+    Column("security_token_sha256", String(64), nullable=True),
+    Column("expires_at", TS, nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", TS, nullable=False),
+    Index("ix_access_keys_user_id", "user_id"),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("owner_kind", String(8), nullable=False),  # user | group
+    Column("owner_id", String(32), nullable=False),
+    Column("kind", String(8), nullable=False),  # identity | role
+    Column("scope_kind", String(24), nullable=False),  # identity | account | project | enterprise_project
+    Column("scope_value", String(64), nullable=True),
+    Column("position", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Index("ix_policies_owner", "owner_kind", "owner_id"),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("window_start", TS, nullable=False),
+    Column("locked_until", TS, nullable=True),
+)
+
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    # The simulated driver's view of the cluster (versions, nodes, namespaces, workloads, ...).
+    Column("state", JSON, nullable=False),
+    Column("faults", JSON, nullable=False, default=list),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+meshes = Table(
+    "meshes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", String(32), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("enterprise_project_id", String(64), nullable=False),
+    Column("tags", JSON, nullable=False),  # [{"key": ..., "value": ...}] in wire order
+    Column("clusters", JSON, nullable=False),  # [{"clusterID": ..., "installation": ..., ...}]
+    Column("spec_extra", JSON, nullable=False),  # ipv6Enable, config, annotations, labels, ...
+    Column("phase", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_meshes_project_name"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("root_id", String(36), nullable=False),
+    Column("parent_id", String(36), nullable=True),
+    Column("position", Integer, nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("target", Text, nullable=False, default=""),
+    Column("phase", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("started_at", TS, nullable=True),
+    Column("completed_at", TS, nullable=True),
+    Column("mesh_id", String(36), ForeignKey("meshes.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", String(32), nullable=False),
+    # Engine bookkeeping (claims with leases, retries, step input and output).
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", TS, nullable=True),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("run_after", TS, nullable=True),
+    Column("payload", JSON, nullable=False, default=dict),
+    Column("result", JSON, nullable=True),
+    Index("ix_jobs_root_id", "root_id"),
+    Index("ix_jobs_mesh_id", "mesh_id"),
+)
+
