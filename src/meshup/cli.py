@@ -13,13 +13,19 @@ import uvicorn
 from meshup import __version__
 from meshup.config import Settings, from_environment
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="meshup: Huawei Cloud ASM mesh-upgrade service.")
-seed_cli = typer.Typer(no_args_is_help=True, help="Seed files: declare accounts, users, keys, clusters, meshes, jobs.")
+cli = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="meshup: Huawei Cloud ASM mesh-upgrade service."
+)
+seed_cli = typer.Typer(
+    no_args_is_help=True, help="Seed files: declare accounts, users, keys, clusters, meshes, jobs."
+)
 cli.add_typer(seed_cli, name="seed")
 
 DatabaseOption = Annotated[
     str | None,
-    typer.Option("--database-url", help="SQLAlchemy URL (default sqlite:///meshup.db; env MESHUP_DATABASE_URL)."),
+    typer.Option(
+        "--database-url", help="SQLAlchemy URL (default sqlite:///meshup.db; env MESHUP_DATABASE_URL)."
+    ),
 ]
 
 
@@ -32,7 +38,9 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
     logging.getLogger("meshup.access").propagate = False
     access = logging.StreamHandler(sys.stdout)
     access.setFormatter(logging.Formatter("%(message)s"))
@@ -48,12 +56,18 @@ def version() -> None:
 
 @cli.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1; env MESHUP_HOST).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default 127.0.0.1; env MESHUP_HOST).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8080; env MESHUP_PORT).")] = None,
     database_url: DatabaseOption = None,
     seed: Annotated[Path | None, typer.Option(help="Seed file (YAML or JSON) to apply at start-up.")] = None,
-    master_key_file: Annotated[Path | None, typer.Option(help="Master key file (env MESHUP_MASTER_KEY_FILE).")] = None,
-    access_log: Annotated[bool | None, typer.Option("--access-log/--no-access-log", help="One log line per request.")] = None,
+    master_key_file: Annotated[
+        Path | None, typer.Option(help="Master key file (env MESHUP_MASTER_KEY_FILE).")
+    ] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="One log line per request.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
 ) -> None:
     """Run the API server (SQLite and simulated clusters by default)."""
@@ -98,7 +112,9 @@ def serve(
         demo = create_demo_if_empty(rt.db, master_key, rt.clock)
         if demo is not None:
             database = sqlite_path(settings.database_url)
-            target = (database.parent if database else key_file_for(settings).parent) / "meshup-credentials.json"
+            target = (
+                database.parent if database else key_file_for(settings).parent
+            ) / "meshup-credentials.json"
             write_credentials_file(target, demo, settings.advertised_url)
             _print_first_start(settings, demo, target)
     app = create_app(settings, runtime=rt)
@@ -148,7 +164,9 @@ def _print_first_start(settings: Settings, demo: object, path: Path) -> None:
 def seed_apply(
     file: Annotated[Path, typer.Argument(help="Seed file (YAML or JSON).")],
     database_url: DatabaseOption = None,
-    master_key_file: Annotated[Path | None, typer.Option(help="Master key file (env MESHUP_MASTER_KEY_FILE).")] = None,
+    master_key_file: Annotated[
+        Path | None, typer.Option(help="Master key file (env MESHUP_MASTER_KEY_FILE).")
+    ] = None,
 ) -> None:
     """Apply a seed file to the configured database (servers may be running)."""
     from meshup.app import load_master_key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -49,7 +50,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
     """Read ``MESHUP_*`` variables; unknown ones are ignored, malformed ones are errors."""
     env = dict(os.environ if env is None else env)
     values: dict[str, Any] = {}
-    simple = {
+    simple: dict[str, tuple[str, Callable[[str], Any]]] = {
         "MESHUP_DATABASE_URL": ("database_url", str),
         "MESHUP_HOST": ("host", str),
         "MESHUP_PORT": ("port", int),

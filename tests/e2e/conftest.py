@@ -42,7 +42,9 @@ PASSWORDS = {
 
 
 @pytest.fixture(scope="session", params=backends())
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp(f"e2e-{request.param}")
     with database_url(str(request.param), workdir) as url:
         process = start_server(workdir, url, seed=SEED)

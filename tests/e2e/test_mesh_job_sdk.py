@@ -60,7 +60,11 @@ def test_root_reads_a_whole_job_tree(server: ServerProcess) -> None:
     assert job["metadata"]["uid"] == PAY_JOB
     assert job["spec"]["type"] == "ControlPlaneUpgrade"
     children = job["spec"]["subjobs"]
-    assert [c["spec"]["type"] for c in children] == ["InstallControlPlane", "WaitControlPlaneReady", "InstallGateways"]
+    assert [c["spec"]["type"] for c in children] == [
+        "InstallControlPlane",
+        "WaitControlPlaneReady",
+        "InstallGateways",
+    ]
     assert [c["status"]["phase"] for c in children] == ["Success", "Failed", "Initializing"]
     assert all(c["spec"]["subjobs"] == [] for c in children)
     # The parent is derived from its children and names the failing one.
@@ -152,7 +156,10 @@ def test_temporary_keys(server: ServerProcess) -> None:
     wrong_token = asm_client(server.url, ak, sk, PROJECT, security_token="temp-token-wrong")
     assert refused(wrong_token, PAY_JOB).error_code == "APIGW.0301"
     expired = asm_client(
-        server.url, "AKALICETEMPEXPIRED01", "AliceTempSecretExpired000000000000000001", PROJECT,
+        server.url,
+        "AKALICETEMPEXPIRED01",
+        "AliceTempSecretExpired000000000000000001",
+        PROJECT,
         security_token="temp-token-expired",
     )
     error = refused(expired, PAY_JOB)
@@ -189,6 +196,8 @@ def test_sm3_and_v11_signatures(server: ServerProcess) -> None:
     assert get_mesh_job(sm3, PAY_JOB)[0] == 200
 
     credentials = BasicCredentials(ak, sk, PROJECT).with_derived_predicate(lambda _request: True)
-    builder = AsmClient.new_builder().with_credentials(credentials).with_region(Region("cn-north-4", server.url))
+    builder = (
+        AsmClient.new_builder().with_credentials(credentials).with_region(Region("cn-north-4", server.url))
+    )
     v11 = builder._with_derived_auth_service_name("asm").build()
     assert get_mesh_job(v11, PAY_JOB)[0] == 200

@@ -12,7 +12,9 @@ JSON = "application/json"
 
 def service_error(status: int, code: str, message: str) -> Response:
     """Service layer: ``{"errorCode", "errorMsg"}``."""
-    return Response(orjson.dumps({"errorCode": code, "errorMsg": message}), status_code=status, media_type=JSON)
+    return Response(
+        orjson.dumps({"errorCode": code, "errorMsg": message}), status_code=status, media_type=JSON
+    )
 
 
 def gateway_error(code: str, why: str, request_id: str) -> Response:

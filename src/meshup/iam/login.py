@@ -60,6 +60,8 @@ def _text(value: Any, path: str, *, required: bool = False) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > 256:
         raise InvalidRequest(f"{path}: must be a non-empty string of at most 256 characters")
+    if "\x00" in value:  # no stored name or id holds one, and PostgreSQL refuses it in a query
+        raise InvalidRequest(f"{path}: must not contain NUL characters")
     return value
 
 
@@ -78,7 +80,10 @@ def parse_login(body: Any) -> LoginRequest:
     methods = identity.get("methods")
     if not isinstance(methods, list) or "password" not in methods:
         raise InvalidRequest('auth.identity.methods: must include "password" (the only supported method)')
-    user = _mapping(_mapping(identity.get("password"), "auth.identity.password").get("user"), "auth.identity.password.user")
+    user = _mapping(
+        _mapping(identity.get("password"), "auth.identity.password").get("user"),
+        "auth.identity.password.user",
+    )
     password = _text(user.get("password"), "auth.identity.password.user.password", required=True)
     user_id = _text(user.get("id"), "auth.identity.password.user.id")
     user_name = _text(user.get("name"), "auth.identity.password.user.name")
@@ -111,7 +116,9 @@ def parse_login(body: Any) -> LoginRequest:
             fields["project_domain_name"] = _text(domain.get("name"), "auth.scope.project.domain.name")
             if fields["project_id"] is None and fields["project_name"] is None:
                 raise InvalidRequest("auth.scope.project: id or name is required")
-            if fields["project_id"] is None and not (fields["project_domain_id"] or fields["project_domain_name"]):
+            if fields["project_id"] is None and not (
+                fields["project_domain_id"] or fields["project_domain_name"]
+            ):
                 raise InvalidRequest("auth.scope.project.domain: a project given by name needs its domain")
         elif "domain" in scope_map:
             kind = "domain"
@@ -158,13 +165,16 @@ class LoginService:
         if failures is not None:
             store.put_login_failures(conn, record.user.id, None)
         project = self._scope_project(conn, record.account, request)
+        # Whole seconds, as the token carries them: the issued document then equals what
+        # GET /v3/auth/tokens shows later, and expires_at is exactly when the token stops working.
+        issued_at = now.replace(microsecond=0)
         claims = TokenClaims(
             user_id=record.user.id,
             project_id=project[0] if project else None,
             domain_scoped=request.scope == "domain",
             password_version=record.user.password_version,
-            issued_at=now,
-            expires_at=now + self.policy.token_ttl,
+            issued_at=issued_at,
+            expires_at=issued_at + self.policy.token_ttl,
         )
         return IssuedToken(self.tokens.issue(claims), claims, record.account, record.user, project)
 
@@ -183,7 +193,9 @@ class LoginService:
             return None
         return store.find_user(conn, account.id, request.user_name)
 
-    def _scope_project(self, conn: Connection, account: Account, request: LoginRequest) -> tuple[str, str] | None:
+    def _scope_project(
+        self, conn: Connection, account: Account, request: LoginRequest
+    ) -> tuple[str, str] | None:
         if request.scope == "domain":
             if request.domain_id not in (None, account.id) or request.domain_name not in (None, account.name):
                 raise AuthenticationFailed("the user has no access to the requested domain")
@@ -195,7 +207,9 @@ class LoginService:
             account.name,
         ):
             raise AuthenticationFailed("the user has no access to the requested project")
-        project = store.find_project(conn, account.id, project_id=request.project_id, name=request.project_name)
+        project = store.find_project(
+            conn, account.id, project_id=request.project_id, name=request.project_name
+        )
         if project is None:
             raise AuthenticationFailed("the user has no access to the requested project")
         return project

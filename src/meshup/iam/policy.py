@@ -54,8 +54,13 @@ from functools import lru_cache
 from typing import Literal, TypeVar
 
 __all__ = [
+    "ACCOUNT_SCOPE",
+    "IDENTITY_SCOPE",
     "MAX_DOCUMENT_CHARS",
+    "MAX_PATTERN_CHARS",
+    "MAX_REGEX_CHARS",
     "MAX_STATEMENTS",
+    "OPERATORS",
     "AuthzRequest",
     "Condition",
     "Decision",
@@ -67,6 +72,7 @@ __all__ = [
     "Statement",
     "could_allow",
     "evaluate",
+    "glob_match",
     "parse_identity_policy",
     "parse_identity_policy_json",
     "parse_role_policy",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -13,7 +15,7 @@ from meshup.iam.login import inspect_token, parse_login, token_body
 
 router = APIRouter(tags=["identity"])
 
-_TOKEN_DOC = {
+_TOKEN_DOC: dict[int | str, dict[str, Any]] = {
     201: {"description": "Token issued; the token is in the X-Subject-Token header."},
     400: {"description": "Malformed request (Keystone error envelope)."},
     401: {"description": "Authentication failed (Keystone error envelope)."},
@@ -82,20 +84,31 @@ async def list_projects(request: Request, name: str | None = None) -> Response:
         for project_id, project_name in sorted(caller.principal.projects.items(), key=lambda p: p[1])
         if name is None or project_name == name
     ]
-    return json_response({"projects": projects, "links": {"self": f"{rt.settings.advertised_url}/v3/projects"}})
+    return json_response(
+        {"projects": projects, "links": {"self": f"{rt.settings.advertised_url}/v3/projects"}}
+    )
+
+
+def _v3_version(url: str) -> dict[str, Any]:
+    return {
+        "id": "v3.0",
+        "status": "stable",
+        "updated": "2020-01-01T00:00:00Z",
+        "links": [{"rel": "self", "href": f"{url}/v3/"}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+    }
+
+
+@router.get("/", summary="Identity API versions (Keystone version discovery)")
+async def versions(request: Request) -> Response:
+    """What Keystone answers at its root, so that clients given the bare server URL find ``/v3``.
+
+    Keystone says ``300 Multiple Choices``; this server never answers 3xx (asm-api.md §1), and
+    keystoneauth accepts the same document with ``200``.
+    """
+    return json_response({"versions": {"values": [_v3_version(runtime(request).settings.advertised_url)]}})
 
 
 @router.get("/v3", summary="Identity API version")
 async def version(request: Request) -> Response:
-    url = runtime(request).settings.advertised_url
-    return json_response(
-        {
-            "version": {
-                "id": "v3.0",
-                "status": "stable",
-                "updated": "2020-01-01T00:00:00Z",
-                "links": [{"rel": "self", "href": f"{url}/v3/"}],
-                "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
-            }
-        }
-    )
+    return json_response({"version": _v3_version(runtime(request).settings.advertised_url)})

@@ -95,7 +95,9 @@ class IdentityService:
                 caches = self._caches
         return caches
 
-    def principal(self, conn: Connection, user_id: str, via: str, caches: _Caches | None = None) -> Principal | None:
+    def principal(
+        self, conn: Connection, user_id: str, via: str, caches: _Caches | None = None
+    ) -> Principal | None:
         caches = caches or self._fresh(conn)
         key = f"{via}:{user_id}"
         if key in caches.principals:
@@ -110,7 +112,9 @@ class IdentityService:
         record = store.get_user(conn, user_id)
         if record is None:
             return None
-        grants = tuple(grant_of(row) for row in store.user_policies(conn, user_id))
+        grants = tuple(
+            grant for row in store.user_policies(conn, user_id) if (grant := grant_of(row)) is not None
+        )
         return Principal(
             account=record.account,
             user=record.user,
@@ -167,7 +171,9 @@ class IdentityService:
             scope = "unscoped" if claims.project_id is None else "scoped to another project"
             if claims.domain_scoped:
                 scope = "domain-scoped"
-            raise ProjectNotAllowed(f"the token is {scope}; a token scoped to project {project_id} is required")
+            raise ProjectNotAllowed(
+                f"the token is {scope}; a token scoped to project {project_id} is required"
+            )
         return Caller(principal, claims)
 
     def _by_signature(
@@ -207,17 +213,24 @@ class IdentityService:
             headers=request.headers,
             body=request.body,
         )
-        signing.verify(signed, parsed, key.secret_key, now, window=self.clock_skew, security_token=expected_token)
+        signing.verify(
+            signed, parsed, key.secret_key, now, window=self.clock_skew, security_token=expected_token
+        )
         principal = self.principal(conn, key.user_id, "aksk", caches)
         if principal is None or not _active(principal):
             raise AuthenticationFailed("the access key's user is disabled")
         if project_id is not None:
             if project_id not in principal.projects:
-                raise ProjectNotAllowed(f"project {_shown(project_id)} is not a project of the caller's account")
+                raise ProjectNotAllowed(
+                    f"project {_shown(project_id)} is not a project of the caller's account"
+                )
             header_project = request.headers.get("x-project-id")
-            if header_project is not None and "x-project-id" in parsed.signed_headers:
-                if header_project.decode("latin-1").strip() != project_id:
-                    raise ProjectNotAllowed("the signed X-Project-Id does not match the project in the path")
+            if (
+                header_project is not None
+                and "x-project-id" in parsed.signed_headers
+                and header_project.decode("latin-1").strip() != project_id
+            ):
+                raise ProjectNotAllowed("the signed X-Project-Id does not match the project in the path")
         return Caller(principal, None)
 
     # -- authorization -----------------------------------------------------------------------
@@ -292,17 +305,19 @@ class IdentityService:
         raise Forbidden(f"IAM denies {action.name} on {target} to user {principal.user.name} ({kind})")
 
 
-def grant_of(row: store.PolicyRow) -> Grant:
+def grant_of(row: store.PolicyRow) -> Grant | None:
     """Policies were validated when stored; a document that no longer parses grants nothing."""
     try:
         if row.kind == "identity":
             return Grant(parse_identity_policy(row.document), Scope("identity"))
-        kind = row.scope_kind
-        if kind not in ("account", "project", "enterprise_project"):
-            kind = "account"
-        return Grant(parse_role_policy(row.document), Scope(kind, row.scope_value))  # type: ignore[arg-type]
+        policy = parse_role_policy(row.document)
     except PolicyError:
-        return Grant(parse_identity_policy({"Version": "5.0", "Statement": []}), Scope("identity"))
+        return None
+    if row.scope_kind == "project":
+        return Grant(policy, Scope("project", row.scope_value))
+    if row.scope_kind == "enterprise_project":
+        return Grant(policy, Scope("enterprise_project", row.scope_value))
+    return Grant(policy, Scope("account"))
 
 
 def _active(principal: Principal) -> bool:

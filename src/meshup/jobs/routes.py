@@ -17,7 +17,10 @@ router = APIRouter(tags=["mesh jobs"])
     "/v1/{project_id}/mesh-job/{job_id}",
     summary="Querying a Mesh Upgrade Task",
     response_model=None,
-    responses={200: {"model": MeshJob, "description": "The job and its subtree."}, **error_responses(401, 403, 404, 503)},
+    responses={
+        200: {"model": MeshJob, "description": "The job and its subtree."},
+        **error_responses(401, 403, 404, 503),
+    },
     openapi_extra={"x-iam-action": "asm:mesh:getUpgradeJob"},
 )
 async def get_mesh_job(project_id: str, job_id: str, request: Request) -> Response:

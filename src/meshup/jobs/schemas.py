@@ -14,7 +14,9 @@ class JobMetadata(BaseModel):
 
 
 class JobSpec(BaseModel):
-    type: str = Field(description="Step type for a root job (PreCheck, ControlPlaneUpgrade, ...) or task type.")
+    type: str = Field(
+        description="Step type for a root job (PreCheck, ControlPlaneUpgrade, ...) or task type."
+    )
     target: str | None = Field(None, description="meshup extension: cluster / namespace the job acts on.")
     subjobs: list[MeshJob] = Field(description="Children in execution order; [] for a leaf.")
 

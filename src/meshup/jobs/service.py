@@ -27,7 +27,9 @@ class JobService:
     def __init__(self, identity: IdentityService) -> None:
         self.identity = identity
 
-    def get_document(self, conn: Connection, caller: Caller, project_id: str, job_id: str, source_ip: str) -> bytes:
+    def get_document(
+        self, conn: Connection, caller: Caller, project_id: str, job_id: str, source_ip: str
+    ) -> bytes:
         """The MeshJob document of ``job_id`` and its subtree, as JSON bytes (asm-api.md §4)."""
         self.identity.precheck(caller, actions.GET_UPGRADE_JOB, project_id)
         location = job_store.locate(conn, job_id) if _JOB_ID.match(job_id) else None

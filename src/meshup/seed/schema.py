@@ -7,6 +7,8 @@ characters``) and reported together in one :class:`SeedError`. Nothing partial i
 Decisions where the contract is silent (all [ours]):
 
 * ``null`` counts as "not given" for optional fields and as missing for required ones.
+* Extra keys that are near misses of a known field (``enterpriseProjectID``, ``sidecarVerison``)
+  are reported as unknown fields rather than kept.
 * Free-form parts (``extra`` of clusters, workloads, faults and meshes; policy documents) must be
   plain JSON data: unquoted YAML dates are rejected (quote them) so that the applier can store them
   in JSON columns. Mappings in the result are plain ``dict`` objects for the same reason; only the
@@ -504,10 +506,12 @@ class _Fields:
         for key, value in data.items():
             if key in known:
                 continue
-            if keep_extra:
+            # A near miss of a known field is a typo, never an extra (enterpriseProjectID would
+            # otherwise silently put a mesh in the default enterprise project).
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.8 if keep_extra else 0.6)
+            if keep_extra and not close:
                 self.extra[key] = checker.plain(value, self.at(key))
             else:
-                close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 checker.fail(self.at(key), f"unknown field{hint}")
 
@@ -796,13 +800,14 @@ def _account(c: _Checker, value: object, path: str, seen: _FileWide) -> SeedAcco
 
     projects = _projects(c, f, seen)
     enterprise_projects = _enterprise_projects(c, f)
+    # References are checked against what is declared, valid or not: a bad declaration is
+    # reported once, not again at every reference to it.
     names = _AccountNames(
-        projects={p.name for p in projects},
-        enterprise_projects={"0", *(ep.id for ep in enterprise_projects)},
-        groups=set(),
+        projects=_declared(f, "projects", "name"),
+        enterprise_projects={"0", *_declared(f, "enterpriseProjects", "id")},
+        groups=_declared(f, "groups", "name"),
     )
     groups = _groups(c, f, names)
-    names.groups = {g.name for g in groups}
     users = _users(c, f, names, seen)
     clusters = _clusters(c, f)
     meshes = _meshes(c, f, names, seen)
@@ -817,6 +822,13 @@ def _account(c: _Checker, value: object, path: str, seen: _FileWide) -> SeedAcco
         clusters=clusters,
         meshes=meshes,
     )
+
+
+def _declared(account: _Fields, key: str, field: str) -> set[str]:
+    entries = account.data.get(key)
+    if not isinstance(entries, list):
+        return set()
+    return {e[field] for e in entries if isinstance(e, dict) and isinstance(e.get(field), str)}
 
 
 def _projects(c: _Checker, account: _Fields, seen: _FileWide) -> tuple[SeedProject, ...]:

@@ -89,7 +89,12 @@ def put_access_key(conn: Connection, values: Mapping[str, Any]) -> None:
 
 
 def set_policies(
-    conn: Connection, *, account_id: str, owner_kind: str, owner_id: str, policies: Sequence[Mapping[str, Any]]
+    conn: Connection,
+    *,
+    account_id: str,
+    owner_kind: str,
+    owner_id: str,
+    policies: Sequence[Mapping[str, Any]],
 ) -> None:
     """Replace the policies attached to a user or group with ``policies`` (kind, scope, document)."""
     conn.execute(

@@ -69,7 +69,9 @@ def get_account(conn: Connection, account_id: str) -> Account | None:
     return _account(row) if row else None
 
 
-def find_account(conn: Connection, *, account_id: str | None = None, name: str | None = None) -> Account | None:
+def find_account(
+    conn: Connection, *, account_id: str | None = None, name: str | None = None
+) -> Account | None:
     query = select(t.accounts)
     if account_id is not None:
         query = query.where(t.accounts.c.id == account_id)
@@ -81,7 +83,9 @@ def find_account(conn: Connection, *, account_id: str | None = None, name: str |
 
 def get_user(conn: Connection, user_id: str) -> UserRecord | None:
     row = conn.execute(
-        select(t.users, t.accounts.c.name.label("account_name"), t.accounts.c.enabled.label("account_enabled"))
+        select(
+            t.users, t.accounts.c.name.label("account_name"), t.accounts.c.enabled.label("account_enabled")
+        )
         .join(t.accounts, t.accounts.c.id == t.users.c.account_id)
         .where(t.users.c.id == user_id)
     ).first()
@@ -120,7 +124,9 @@ def find_project(
 def find_project_any_account(conn: Connection, project_id: str) -> tuple[str, str, str] | None:
     """(project id, project name, account id) of a project id."""
     row = conn.execute(
-        select(t.projects.c.id, t.projects.c.name, t.projects.c.account_id).where(t.projects.c.id == project_id)
+        select(t.projects.c.id, t.projects.c.name, t.projects.c.account_id).where(
+            t.projects.c.id == project_id
+        )
     ).first()
     return (row.id, row.name, row.account_id) if row else None
 
@@ -194,7 +200,7 @@ def get_login_failures(conn: Connection, user_id: str) -> LoginFailures | None:
     if row is None:
         return None
     return LoginFailures(
-        count=int(row.count),
+        count=int(row._mapping["count"]),
         window_start=as_utc(row.window_start),
         locked_until=as_utc(row.locked_until) if row.locked_until else None,
     )

@@ -68,7 +68,9 @@ def put_cluster(
 def meshes_using_cluster(conn: Connection, account_id: str) -> dict[str, str]:
     """cluster id -> mesh id, for every cluster that belongs to a mesh of the account."""
     out: dict[str, str] = {}
-    for row in conn.execute(select(t.meshes.c.id, t.meshes.c.clusters).where(t.meshes.c.account_id == account_id)):
+    for row in conn.execute(
+        select(t.meshes.c.id, t.meshes.c.clusters).where(t.meshes.c.account_id == account_id)
+    ):
         for cluster in row.clusters or []:
             out[str(cluster.get("clusterID"))] = str(row.id)
     return out

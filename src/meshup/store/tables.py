@@ -207,4 +207,3 @@ jobs = Table(
     Index("ix_jobs_root_id", "root_id"),
     Index("ix_jobs_mesh_id", "mesh_id"),
 )
-
