@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from meshup import __version__
 from meshup.clock import Clock, SystemClock
 from meshup.config import Settings
+from meshup.engine.outcome import SimTiming
+from meshup.engine.worker import DriverFactory, Engine, EngineConfig, RootFinished, WorkerPool, schedule
 from meshup.errors import AuthenticationFailed, MeshupError
 from meshup.http import ops
 from meshup.http.envelopes import gateway_error, keystone_error, service_error
@@ -25,9 +33,12 @@ from meshup.iam.login import LoginPolicy, LoginService
 from meshup.iam.secrets import MasterKey, MasterKeyError
 from meshup.iam.service import IdentityService
 from meshup.jobs import routes as job_routes
+from meshup.jobs.model import JobNode
 from meshup.jobs.service import JobService
 from meshup.store import identity as identity_store
 from meshup.store.db import Database, sqlite_path
+from meshup.upgrades import routes as upgrade_routes
+from meshup.upgrades.service import OWNER, UpgradeService
 
 log = logging.getLogger("meshup")
 
@@ -77,6 +88,21 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Databas
             token_ttl=settings.token_ttl,
         ),
     )
+    upgrades = UpgradeService(identity, schedule)
+    try:  # TEMPORARY while the driver lands
+        from meshup.upgrades.steps import STEPS
+    except ImportError:
+        STEPS = {}
+    engine = Engine(
+        db,
+        clock,
+        EngineConfig(
+            lease=timedelta(seconds=settings.lease_seconds), timing=SimTiming(speed=settings.sim_speed)
+        ),
+        steps=STEPS,
+        driver_factory=simulated_driver_factory(SimTiming(speed=settings.sim_speed)),
+        on_root_finished=RootDispatcher({OWNER: upgrades.on_step_finished}),
+    )
     return Runtime(
         settings=settings,
         db=db,
@@ -85,7 +111,32 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Databas
         identity=identity,
         login=login,
         jobs=JobService(identity),
+        upgrades=upgrades,
+        engine=engine,
     )
+
+
+class RootDispatcher:
+    """Tell the owner of a finished job tree (named in its root's payload)."""
+
+    def __init__(self, owners: Mapping[str, RootFinished]) -> None:
+        self.owners = owners
+
+    def __call__(
+        self, conn: Connection, root: JobNode, payloads: Mapping[str, Mapping[str, Any]], now: datetime
+    ) -> None:
+        owner = self.owners.get(str(payloads.get(root.id, {}).get("owner", "")))
+        if owner is not None:
+            owner(conn, root, payloads, now)
+
+
+def simulated_driver_factory(timing: SimTiming) -> DriverFactory:
+    def make(conn: Connection, account_id: str, now: datetime) -> Any:
+        from meshup.drivers.simulated import SimulatedDriver
+
+        return SimulatedDriver(conn, account_id, now, timing)
+
+    return make
 
 
 def _is_identity_path(request: Request) -> bool:
@@ -94,7 +145,22 @@ def _is_identity_path(request: Request) -> bool:
 
 def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> FastAPI:
     rt = runtime or build_runtime(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pool = WorkerPool(rt.engine, settings.workers) if settings.workers > 0 else None
+        if pool is not None:
+            pool.start()
+        try:
+            yield
+        finally:
+            if pool is not None:
+                # Drain: stop claiming, let steps in flight record their outcome.
+                await run_in_threadpool(pool.stop)
+            rt.db.dispose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="meshup",
         version=__version__,
         description=(
@@ -154,6 +220,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.add_exception_handler(Exception, on_unexpected)
 
     app.include_router(job_routes.router)
+    app.include_router(upgrade_routes.router)
     app.include_router(iam_routes.router)
     app.include_router(ops.router)
     app.add_middleware(RequestContextMiddleware, metrics=rt.metrics, access_log=settings.access_log)

@@ -69,8 +69,19 @@ def serve(
         bool | None, typer.Option("--access-log/--no-access-log", help="One log line per request.")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Engine worker threads in this process (default 2; env MESHUP_WORKERS)."),
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="API only: run workers with `meshup worker`.")
+    ] = False,
+    sim_speed: Annotated[
+        float | None,
+        typer.Option(help="Simulated cluster time factor: 0 instant, 1 real time (env MESHUP_SIM_SPEED)."),
+    ] = None,
 ) -> None:
-    """Run the API server (SQLite and simulated clusters by default)."""
+    """Run the API server with embedded workers (SQLite and simulated clusters by default)."""
     from meshup.app import build_runtime, create_app, key_file_for
     from meshup.bootstrap import create_demo_if_empty, write_credentials_file
     from meshup.iam.secrets import MasterKeyError
@@ -85,6 +96,8 @@ def serve(
         master_key_file=master_key_file,
         access_log=access_log,
         log_level=log_level,
+        workers=0 if no_worker else workers,
+        sim_speed=sim_speed,
     )
     _configure_logging(settings.log_level)
     parsed_seed = None
@@ -196,6 +209,53 @@ def seed_apply(
         f"applied {file}: accounts {', '.join(report.accounts)}; {report.users} users, {report.access_keys} access keys, "
         f"{report.clusters} clusters, {report.meshes} meshes, {report.jobs} jobs"
     )
+
+
+@cli.command()
+def worker(
+    database_url: DatabaseOption = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Worker threads (default 2; env MESHUP_WORKERS).")
+    ] = None,
+    sim_speed: Annotated[
+        float | None, typer.Option(help="Simulated cluster time factor (env MESHUP_SIM_SPEED).")
+    ] = None,
+    master_key_file: Annotated[
+        Path | None, typer.Option(help="Master key file (env MESHUP_MASTER_KEY_FILE).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Run engine workers only (no HTTP); any number may share one PostgreSQL database."""
+    import signal
+    import threading
+
+    from meshup.app import build_runtime
+    from meshup.engine.worker import WorkerPool
+    from meshup.iam.secrets import MasterKeyError
+
+    settings = _settings(
+        database_url=database_url,
+        workers=threads,
+        sim_speed=sim_speed,
+        master_key_file=master_key_file,
+        log_level=log_level,
+    )
+    _configure_logging(settings.log_level)
+    try:
+        rt = build_runtime(settings)
+    except MasterKeyError as exc:
+        typer.echo(f"meshup: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    pool = WorkerPool(rt.engine, max(1, settings.workers))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    pool.start()
+    typer.echo(f"meshup worker {rt.engine.owner}: {pool.threads} threads", err=True)
+    stop.wait()
+    typer.echo("meshup worker: draining", err=True)
+    pool.stop()
+    rt.db.dispose()
 
 
 @cli.command()

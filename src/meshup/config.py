@@ -28,6 +28,9 @@ class Settings:
     log_level: str = "info"
     public_url: str | None = None  # advertised in token catalogues; default http://host:port
     max_body_bytes: int = 1024 * 1024
+    workers: int = 2  # engine worker threads in this process; 0 = none (API only)
+    sim_speed: float = 1.0  # simulated-cluster time factor: 0 = instant, 0.5 = twice as fast
+    lease_seconds: float = 30.0
 
     @property
     def advertised_url(self) -> str:
@@ -64,6 +67,9 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         "MESHUP_ACCESS_LOG": ("access_log", lambda v: v.strip().lower() not in ("0", "false", "no", "off")),
         "MESHUP_LOG_LEVEL": ("log_level", str),
         "MESHUP_PUBLIC_URL": ("public_url", str),
+        "MESHUP_WORKERS": ("workers", int),
+        "MESHUP_SIM_SPEED": ("sim_speed", float),
+        "MESHUP_LEASE_SECONDS": ("lease_seconds", float),
     }
     for variable, (name, convert) in simple.items():
         raw = env.get(variable)

@@ -19,6 +19,10 @@ access_logger = logging.getLogger("meshup.access")
 error_logger = logging.getLogger("meshup.error")
 
 _INTERNAL = orjson.dumps({"errorCode": "ASM.01040001", "errorMsg": "internal error"})
+# The identity endpoints answer every error in Keystone's shape (auth.md §2), even this one.
+_INTERNAL_KEYSTONE = orjson.dumps(
+    {"error": {"code": 500, "title": "Internal Server Error", "message": "internal error"}}
+)
 
 
 class RequestContextMiddleware:
@@ -63,7 +67,8 @@ class RequestContextMiddleware:
                         "headers": [(b"content-type", b"application/json")],
                     }
                 )
-                await send({"type": "http.response.body", "body": _INTERNAL})
+                body = _INTERNAL_KEYSTONE if path.startswith("/v3") else _INTERNAL
+                await send({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -14,6 +15,10 @@ from meshup.iam.service import IdentityService
 from meshup.jobs.service import JobService
 from meshup.store.db import Database
 
+if TYPE_CHECKING:
+    from meshup.engine.worker import Engine
+    from meshup.upgrades.service import UpgradeService
+
 
 @dataclass(slots=True)
 class Runtime:
@@ -24,6 +29,8 @@ class Runtime:
     identity: IdentityService
     login: LoginService
     jobs: JobService
+    upgrades: UpgradeService
+    engine: Engine
 
 
 def runtime(request: Request) -> Runtime:

@@ -172,7 +172,7 @@ class IdentityService:
             if claims.domain_scoped:
                 scope = "domain-scoped"
             raise ProjectNotAllowed(
-                f"the token is {scope}; a token scoped to project {project_id} is required"
+                f"the token is {scope}; a token scoped to project {_shown(project_id)} is required"
             )
         return Caller(principal, claims)
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
+from meshup.drivers.base import (
+    INGRESS_GATEWAY,
+    INJECTION_LABEL,
+    REVISION_LABEL,
+    default_gateway_labels,
+    gateway_name,
+    revision_of,
+)
 from meshup.errors import Conflict
 from meshup.iam.identity import new_hex_id
 from meshup.iam.passwords import hash_password, verify_password
@@ -28,6 +38,7 @@ from meshup.store import accounts as account_store
 from meshup.store import identity as identity_store
 from meshup.store import jobs as job_store
 from meshup.store import meshes as mesh_store
+from meshup.timefmt import as_utc, parse_rfc3339
 
 DEFAULT_ENTERPRISE_PROJECT = ("0", "default")
 
@@ -227,6 +238,64 @@ def cluster_state(cluster: SeedCluster) -> dict[str, Any]:
     }
     state.update(dict(cluster.extra))
     return state
+
+
+def document_time(instant: datetime) -> str:
+    """Instants inside a cluster document: RFC 3339 UTC with microseconds (simulated waits are short)."""
+    return as_utc(instant).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def revision_entry(version: str, installed_at: datetime, ready_at: datetime | None) -> dict[str, Any]:
+    """A control-plane revision in a cluster document (``controlPlane.revisions[<revision>]``)."""
+    return {
+        "version": version,
+        "installedAt": document_time(installed_at),
+        "readyAt": document_time(ready_at) if ready_at is not None else None,
+        "neverReady": False,
+    }
+
+
+def adopt_cluster_state(state: Mapping[str, Any], mesh_version: str, now: datetime) -> dict[str, Any]:
+    """The document of a cluster that runs a mesh at ``mesh_version`` (idempotent).
+
+    The revision of the version is installed and ready and is the default revision, it has an
+    ingress gateway, and every workload of a namespace that injects it (``istio-injection=enabled``,
+    or ``istio.io/rev=<revision>`` without ``istio-injection``) whose sidecar version is not given
+    runs ``mesh_version``. Everything else (other revisions, gateways, CRDs, faults) is kept.
+    """
+    doc = copy.deepcopy(dict(state))
+    revision = revision_of(mesh_version)
+    control = doc.setdefault("controlPlane", {})
+    revisions = control.setdefault("revisions", {})
+    entry = revisions.get(revision)
+    if entry is None:
+        revisions[revision] = revision_entry(mesh_version, now, now)
+    else:
+        entry["neverReady"] = False
+        if entry.get("readyAt") is None or parse_rfc3339(str(entry["readyAt"])) > now:
+            entry["readyAt"] = document_time(now)
+        entry.setdefault("installedAt", entry["readyAt"])
+    control["defaultRevision"] = revision
+    gateways = doc.setdefault("gateways", [])
+    if not any(gateway.get("revision") == revision for gateway in gateways):
+        gateways.append(
+            {
+                "name": gateway_name(INGRESS_GATEWAY, revision),
+                "revision": revision,
+                "labels": default_gateway_labels(revision),
+            }
+        )
+    doc.setdefault("crds", [])
+    for namespace in doc.get("namespaces", []):
+        labels = namespace.get("labels", {})
+        injection = labels.get(INJECTION_LABEL)
+        injects = injection == "enabled" or (injection is None and labels.get(REVISION_LABEL) == revision)
+        if not injects:
+            continue
+        for workload in namespace.get("workloads", []):
+            if workload.get("sidecarVersion") is None:
+                workload["sidecarVersion"] = mesh_version
+    return doc
 
 
 def _apply_cluster(conn: Connection, account_id: str, cluster: SeedCluster, now: datetime) -> None:

@@ -74,3 +74,28 @@ def meshes_using_cluster(conn: Connection, account_id: str) -> dict[str, str]:
         for cluster in row.clusters or []:
             out[str(cluster.get("clusterID"))] = str(row.id)
     return out
+
+
+def mesh_for_update(conn: Connection, mesh_id: str) -> Any:
+    query = select(t.meshes).where(t.meshes.c.id == mesh_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def set_mesh_state(
+    conn: Connection, mesh_id: str, *, phase: str, now: datetime, reason: str = "", version: str | None = None
+) -> None:
+    values: dict[str, Any] = {"phase": phase, "reason": reason, "updated_at": now}
+    if version is not None:
+        values["version"] = version
+    conn.execute(update(t.meshes).where(t.meshes.c.id == mesh_id).values(**values))
+
+
+def cluster_documents(conn: Connection, account_id: str, cluster_ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(
+        select(t.clusters.c.id, t.clusters.c.state).where(
+            t.clusters.c.account_id == account_id, t.clusters.c.id.in_(cluster_ids)
+        )
+    ).all()
+    return {str(row.id): dict(row.state) for row in rows}

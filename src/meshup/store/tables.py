@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -204,6 +205,42 @@ jobs = Table(
     Column("run_after", TS, nullable=True),
     Column("payload", JSON, nullable=False, default=dict),
     Column("result", JSON, nullable=True),
+    # True while a leaf may be claimed by a worker (queued, waiting, or leased and running).
+    Column("runnable", Boolean, nullable=False, default=False),
     Index("ix_jobs_root_id", "root_id"),
     Index("ix_jobs_mesh_id", "mesh_id"),
+    # Partial: only the handful of runnable leaves are indexed, however many jobs are stored.
+    Index(
+        "ix_jobs_runnable",
+        "run_after",
+        postgresql_where=text("runnable"),
+        sqlite_where=text("runnable"),
+    ),
+)
+
+upgrade_tasks = Table(
+    "upgrade_tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", String(32), nullable=False),
+    Column("mesh_id", String(36), ForeignKey("meshes.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("strategy", String(16), nullable=False),
+    Column("target_type", String(16), nullable=False),
+    Column("source_version", String(32), nullable=False),
+    Column("target_version", String(32), nullable=False),
+    Column("current_step", JSON, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("step", String(24), nullable=True),
+    Column("job_id", String(36), nullable=True),
+    Column("message", Text, nullable=False, default=""),
+    Column("namespaces", JSON, nullable=False),  # injected namespace names when the task was created
+    Column("migrated", JSON, nullable=False),  # namespace names migrated so far
+    Column("history", JSON, nullable=False),  # [{"step", "jobId", "phase"}] in order
+    # NULL once the task is Completed or RolledBack; unique so a mesh has one active task at most.
+    Column("active_mesh_id", String(36), nullable=True, unique=True),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_upgrade_tasks_mesh_id", "mesh_id"),
 )

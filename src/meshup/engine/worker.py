@@ -1,0 +1,293 @@
+"""The job engine: workers claim runnable leaves with a lease, run their step, and record it.
+
+One leaf = two short transactions: the claim (committed at once, so the leaf shows Running) and
+the finish, which checks the lease is still ours, runs the step against the driver, stores the
+outcome, re-derives the ancestors, makes the next leaves runnable and, when the root is done,
+tells its owner (upgrade task, mesh) — all in one commit, so a crash anywhere loses nothing and
+a leaf's effects are recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, select
+
+from meshup.clock import Clock, FixedClock
+from meshup.engine.outcome import Done, Fail, Outcome, SimTiming, StepContext, Wait
+from meshup.errors import Unavailable
+from meshup.jobs.model import JobNode, Phase, assemble
+from meshup.jobs.scheduling import rederive_ancestors, runnable_leaves
+from meshup.store import engine as engine_store
+from meshup.store import tables as t
+
+log = logging.getLogger("meshup.engine")
+
+StepFn = Callable[[StepContext, Any], Outcome]
+
+
+class DriverFactory(Protocol):
+    def __call__(self, conn: Connection, account_id: str, now: datetime) -> Any: ...
+
+
+class RootFinished(Protocol):
+    """Told in the finishing transaction when a tree's root reaches Success or Failed."""
+
+    def __call__(
+        self, conn: Connection, root: JobNode, payloads: Mapping[str, Mapping[str, Any]], now: datetime
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    lease: timedelta = timedelta(seconds=30)
+    poll_interval: float = 0.2
+    max_attempts: int = 5
+    retry_backoff: float = 1.0
+    reap_interval: float = 5.0
+    timing: SimTiming = field(default_factory=SimTiming)
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()[:32]}-{secrets.token_hex(6)}"
+
+
+def parallel_ids(payloads: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
+    return frozenset(job_id for job_id, payload in payloads.items() if payload.get("parallel"))
+
+
+def schedule(conn: Connection, root_id: str, now: datetime) -> None:
+    """Make the leaves whose turn has come runnable; called when a tree is written and after each leaf."""
+    nodes_list, payloads = engine_store.load_tree_with_payloads(conn, root_id)
+    nodes = assemble(nodes_list)
+    root = nodes[root_id]
+    ready = runnable_leaves(root, parallel_ids(payloads))
+    engine_store.make_runnable(conn, (leaf.id for leaf in ready), now)
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Any,
+        clock: Clock,
+        config: EngineConfig,
+        *,
+        steps: Mapping[str, StepFn],
+        driver_factory: DriverFactory,
+        on_root_finished: RootFinished,
+        owner: str | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.config = config
+        self.steps = steps
+        self.driver_factory = driver_factory
+        self.on_root_finished = on_root_finished
+        self.owner = owner or new_owner_id()
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- one leaf ------------------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """Claim and run one leaf; False when there was nothing to do."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            leaf = engine_store.claim(conn, self.owner, now, self.config.lease)
+        if leaf is None:
+            return False
+        with self.db.write() as conn:  # parents show Running; a separate commit keeps lock order root→leaf
+            engine_store.lock_tree(conn, leaf.root_id)
+            self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
+        with self._lock:
+            self._in_flight.add(leaf.id)
+        try:
+            self._finish(leaf)
+        finally:
+            with self._lock:
+                self._in_flight.discard(leaf.id)
+        return True
+
+    def _finish(self, leaf: engine_store.ClaimedLeaf) -> None:
+        try:
+            with self.db.write() as conn:
+                engine_store.lock_tree(conn, leaf.root_id)
+                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                    log.warning("lease on job %s was lost; another worker has it", leaf.id)
+                    return
+                now = self.clock.now()
+                outcome = self._run_step(conn, leaf, now)
+                self._record(conn, leaf, outcome, now)
+        except Unavailable:
+            log.warning("database unavailable while finishing job %s; its lease will expire", leaf.id)
+        except Exception as exc:
+            log.exception("step %s of job %s raised", leaf.type, leaf.id)
+            self._record_crash(leaf, exc)
+
+    def _run_step(self, conn: Connection, leaf: engine_store.ClaimedLeaf, now: datetime) -> Outcome:
+        step = self.steps.get(leaf.type)
+        if step is None:
+            return Fail(f"meshup has no implementation for job type {leaf.type}")
+        account_id = conn.execute(select(t.meshes.c.account_id).where(t.meshes.c.id == leaf.mesh_id)).scalar()
+        driver = self.driver_factory(conn, str(account_id), now)
+        context = StepContext(
+            job_id=leaf.id,
+            job_type=leaf.type,
+            target=leaf.target,
+            payload=leaf.payload,
+            attempt=leaf.attempt,
+            now=now,
+            timing=self.config.timing,
+        )
+        return step(context, driver)
+
+    def _record(
+        self, conn: Connection, leaf: engine_store.ClaimedLeaf, outcome: Outcome, now: datetime
+    ) -> None:
+        if isinstance(outcome, Wait):
+            payload = {**leaf.payload, **outcome.state}
+            due = now + timedelta(seconds=max(0.0, outcome.seconds))
+            engine_store.reschedule_leaf(conn, leaf.id, due, payload, now)
+            return
+        nodes_list, payloads = engine_store.load_tree_with_payloads(conn, leaf.root_id)
+        nodes = assemble(nodes_list)
+        node = nodes[leaf.id]
+        node.phase = Phase.SUCCESS if isinstance(outcome, Done) else Phase.FAILED
+        node.reason = outcome.reason if isinstance(outcome, Fail) else ""
+        node.completed_at = now
+        node.started_at = node.started_at or now
+        node.updated_at = now
+        engine_store.finish_leaf(conn, node, outcome.result if isinstance(outcome, Done) else None)
+        root = nodes[leaf.root_id]
+        was_terminal = root.phase.terminal
+        for changed in rederive_ancestors(nodes, leaf.id):
+            engine_store.write_node_state(conn, changed)
+        if node.phase is Phase.FAILED:
+            engine_store.cancel_tree(conn, leaf.root_id)
+        else:
+            ready = runnable_leaves(root, parallel_ids(payloads))
+            engine_store.make_runnable(conn, (r.id for r in ready), now)
+        if root.phase.terminal and not was_terminal:
+            self.on_root_finished(conn, root, payloads, now)
+
+    def _record_crash(self, leaf: engine_store.ClaimedLeaf, exc: Exception) -> None:
+        """A step that raised: retry with backoff, then fail the leaf with the error's kind."""
+        try:
+            with self.db.write() as conn:
+                engine_store.lock_tree(conn, leaf.root_id)
+                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                    return
+                now = self.clock.now()
+                if leaf.attempt >= self.config.max_attempts:
+                    reason = f"internal error after {leaf.attempt} attempts ({type(exc).__name__})"
+                    self._record(conn, leaf, Fail(reason), now)
+                else:
+                    delay = self.config.retry_backoff * (2 ** (leaf.attempt - 1))
+                    engine_store.reschedule_leaf(
+                        conn, leaf.id, now + timedelta(seconds=delay), leaf.payload, now
+                    )
+        except Exception:
+            log.exception("could not record the failure of job %s; its lease will expire", leaf.id)
+
+    def _refresh_ancestors(self, conn: Connection, root_id: str, leaf_id: str, now: datetime) -> None:
+        nodes_list, _ = engine_store.load_tree_with_payloads(conn, root_id)
+        nodes = assemble(nodes_list)
+        for changed in rederive_ancestors(nodes, leaf_id):
+            engine_store.write_node_state(conn, changed)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        with self._lock:
+            in_flight = list(self._in_flight)
+        if in_flight:
+            with self.db.write() as conn:
+                engine_store.extend_leases(conn, self.owner, in_flight, self.clock.now() + self.config.lease)
+
+    def reap(self) -> int:
+        with self.db.write() as conn:
+            return engine_store.reap(conn, self.clock.now())
+
+    def run_until_idle(self, max_leaves: int = 100_000) -> int:
+        """Run everything to the end without sleeping: a FixedClock jumps to the next due leaf."""
+        processed = 0
+        while processed < max_leaves:
+            if self.run_once():
+                processed += 1
+                continue
+            with self.db.read() as conn:
+                wake = engine_store.next_wake(conn)
+            if wake is None:
+                return processed
+            if not isinstance(self.clock, FixedClock):
+                raise RuntimeError("run_until_idle with pending timed work needs a FixedClock")
+            from meshup.timefmt import as_utc
+
+            due = as_utc(wake)
+            if due > self.clock.now():
+                self.clock.set(due)
+            else:
+                # Due but not claimable: leased by another owner; let the lease run out.
+                self.clock.advance(self.config.lease.total_seconds())
+        raise RuntimeError(f"engine did not go idle within {max_leaves} leaves")
+
+
+class WorkerPool:
+    """``threads`` workers of one engine in this process, plus heartbeat and reaper; drains on stop."""
+
+    def __init__(self, engine: Engine, threads: int) -> None:
+        self.engine = engine
+        self.threads = max(1, threads)
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for index in range(self.threads):
+            thread = threading.Thread(target=self._work, name=f"meshup-worker-{index}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+        keeper = threading.Thread(target=self._housekeeping, name="meshup-worker-housekeeping", daemon=True)
+        keeper.start()
+        self._workers.append(keeper)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.engine.run_once()
+            except Unavailable:
+                busy = False
+            except Exception:
+                log.exception("worker loop error")
+                busy = False
+            if not busy:
+                self._stop.wait(self.engine.config.poll_interval)
+
+    def _housekeeping(self) -> None:
+        beat = max(0.5, self.engine.config.lease.total_seconds() / 3)
+        interval = min(beat, self.engine.config.reap_interval)
+        last_reap = 0.0
+        elapsed = 0.0
+        while not self._stop.wait(interval):
+            elapsed += interval
+            try:
+                self.engine.heartbeat()
+                if elapsed - last_reap >= self.engine.config.reap_interval:
+                    reaped = self.engine.reap()
+                    if reaped:
+                        log.info("reaped %d expired leases", reaped)
+                    last_reap = elapsed
+            except Exception:
+                log.exception("worker housekeeping error")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming; steps in flight finish (their leases are released by finishing)."""
+        self._stop.set()
+        for thread in self._workers:
+            thread.join(timeout)

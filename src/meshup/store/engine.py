@@ -1,0 +1,213 @@
+"""The engine's reads and writes: claims with leases, reaping, and finishing leaves.
+
+Claims commit at once (no transaction stays open while a step runs). PostgreSQL claims with
+``FOR UPDATE SKIP LOCKED`` so workers never wait on each other; SQLite serialises writers with
+``BEGIN IMMEDIATE`` (see store.db), which gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from meshup.jobs.model import JobNode
+from meshup.store import tables as t
+from meshup.store.jobs import _node
+
+j = t.jobs
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedLeaf:
+    id: str
+    root_id: str
+    type: str
+    target: str
+    attempt: int
+    payload: dict[str, Any]
+    mesh_id: str
+    project_id: str
+
+
+def _claimable(now: datetime) -> Any:
+    return and_(
+        j.c.runnable.is_(True),
+        j.c.run_after <= now,
+        or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now),
+    )
+
+
+def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
+    candidate = select(j.c.id).where(_claimable(now)).order_by(j.c.run_after).limit(1)
+    if conn.dialect.name == "postgresql":
+        candidate = candidate.with_for_update(skip_locked=True)
+    stmt = (
+        update(j)
+        .where(j.c.id == candidate.scalar_subquery())
+        .where(_claimable(now))
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + lease,
+            attempt=j.c.attempt + 1,
+            phase="Running",
+            started_at=func.coalesce(j.c.started_at, now),
+            updated_at=now,
+        )
+        .returning(
+            j.c.id, j.c.root_id, j.c.type, j.c.target, j.c.attempt, j.c.payload, j.c.mesh_id, j.c.project_id
+        )
+    )
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return ClaimedLeaf(
+        id=row.id,
+        root_id=row.root_id,
+        type=row.type,
+        target=row.target or "",
+        attempt=int(row.attempt),
+        payload=dict(row.payload or {}),
+        mesh_id=row.mesh_id,
+        project_id=row.project_id,
+    )
+
+
+def lock_tree(conn: Connection, root_id: str) -> None:
+    """Serialise changes to one job tree (PostgreSQL): finishing siblings must see each other.
+
+    Every transaction that changes several rows of a tree takes this lock first, so the lock
+    order is always root before leaves and two finishes never deadlock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(j.c.id).where(j.c.id == root_id).with_for_update())
+
+
+def lock_leaf(conn: Connection, job_id: str, owner: str) -> bool:
+    """Inside the finishing transaction: is the lease still ours? (row-locked on PostgreSQL)"""
+    query = select(j.c.lease_owner, j.c.runnable).where(j.c.id == job_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return row is not None and bool(row.runnable) and row.lease_owner == owner
+
+
+def extend_leases(conn: Connection, owner: str, job_ids: Iterable[str], until: datetime) -> None:
+    ids = list(job_ids)
+    if ids:
+        conn.execute(
+            update(j).where(j.c.id.in_(ids), j.c.lease_owner == owner).values(lease_expires_at=until)
+        )
+
+
+def reap(conn: Connection, now: datetime) -> int:
+    """Release expired leases so the leaves show as queued and any worker takes them."""
+    result = conn.execute(
+        update(j)
+        .where(j.c.runnable.is_(True), j.c.lease_expires_at < now)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def next_wake(conn: Connection) -> datetime | None:
+    """The earliest time any runnable leaf becomes due (for deterministic runs)."""
+    value = conn.execute(select(func.min(j.c.run_after)).where(j.c.runnable.is_(True))).scalar()
+    return value
+
+
+def count_runnable(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(j).where(j.c.runnable.is_(True))).scalar() or 0)
+
+
+_TREE_FULL = select(
+    j.c.id,
+    j.c.parent_id,
+    j.c.position,
+    j.c.type,
+    j.c.target,
+    j.c.phase,
+    j.c.reason,
+    j.c.created_at,
+    j.c.updated_at,
+    j.c.started_at,
+    j.c.completed_at,
+    j.c.payload,
+    j.c.runnable,
+)
+
+
+def load_tree_with_payloads(
+    conn: Connection, root_id: str
+) -> tuple[list[JobNode], dict[str, dict[str, Any]]]:
+    nodes: list[JobNode] = []
+    payloads: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(_TREE_FULL.where(j.c.root_id == root_id)):
+        nodes.append(_node(row))
+        payloads[row.id] = dict(row.payload or {})
+    return nodes, payloads
+
+
+def write_node_state(conn: Connection, node: JobNode) -> None:
+    conn.execute(
+        update(j)
+        .where(j.c.id == node.id)
+        .values(
+            phase=node.phase.value,
+            reason=node.reason,
+            started_at=node.started_at,
+            completed_at=node.completed_at,
+            updated_at=node.updated_at,
+        )
+    )
+
+
+def finish_leaf(conn: Connection, node: JobNode, result: dict[str, Any] | None) -> None:
+    conn.execute(
+        update(j)
+        .where(j.c.id == node.id)
+        .values(
+            phase=node.phase.value,
+            reason=node.reason,
+            started_at=node.started_at,
+            completed_at=node.completed_at,
+            updated_at=node.updated_at,
+            result=result,
+            runnable=False,
+            lease_owner=None,
+            lease_expires_at=None,
+            run_after=None,
+        )
+    )
+
+
+def reschedule_leaf(
+    conn: Connection, job_id: str, run_after: datetime, payload: dict[str, Any], now: datetime
+) -> None:
+    conn.execute(
+        update(j)
+        .where(j.c.id == job_id)
+        .values(run_after=run_after, payload=payload, lease_owner=None, lease_expires_at=None, updated_at=now)
+    )
+
+
+def make_runnable(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
+    ids = list(job_ids)
+    if ids:
+        conn.execute(
+            update(j)
+            .where(j.c.id.in_(ids), j.c.runnable.is_(False), j.c.phase == "Initializing")
+            .values(runnable=True, run_after=now)
+        )
+
+
+def cancel_tree(conn: Connection, root_id: str) -> None:
+    """Stop scheduling anything more of a tree (its remaining leaves stay Initializing)."""
+    conn.execute(
+        update(j)
+        .where(j.c.root_id == root_id, j.c.runnable.is_(True), j.c.phase == "Initializing")
+        .values(runnable=False, run_after=None)
+    )

@@ -1,0 +1,221 @@
+"""From an upgrade step to its job tree, per cluster and per namespace (asm-api.md §4).
+
+Pure: the clusters are given as views of their documents. Leaves carry in their payload what
+their step function needs (see upgrades.steps); a parent with ``parallel`` runs its children at
+once, any other parent one after another.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from meshup.jobs.model import JobNode, Phase
+from meshup.store.jobs import NewJob
+from meshup.upgrades.model import Step
+
+INJECTION_LABEL = "istio-injection"
+REVISION_LABEL = "istio.io/rev"
+RESTART_BATCH_SIZE = 2
+
+PRECHECK_PER_CLUSTER = (
+    "CheckClusterStatus",
+    "CheckClusterVersion",
+    "CheckResources",
+    "CheckDeprecatedCRDs",
+    "CheckGatewayLabels",
+    "CheckInjectionLabels",
+)
+
+
+def revision_of(version: str) -> str:
+    """Istio revision name of a mesh version: 1.18.7-r5 -> 1-18-7-r5."""
+    return version.replace(".", "-")
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceView:
+    name: str
+    labels: Mapping[str, str]
+    workloads: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    id: str
+    namespaces: tuple[NamespaceView, ...]
+
+
+def cluster_view(cluster_id: str, document: Mapping[str, Any]) -> ClusterView:
+    namespaces = []
+    for namespace in document.get("namespaces") or []:
+        workloads = tuple(str(w.get("name")) for w in namespace.get("workloads") or [])
+        namespaces.append(
+            NamespaceView(str(namespace.get("name")), dict(namespace.get("labels") or {}), workloads)
+        )
+    return ClusterView(cluster_id, tuple(namespaces))
+
+
+def is_injected(namespace: NamespaceView, revisions: Sequence[str]) -> bool:
+    labels = namespace.labels
+    return labels.get(INJECTION_LABEL) == "enabled" or labels.get(REVISION_LABEL) in revisions
+
+
+def injected_namespaces(clusters: Sequence[ClusterView], source_version: str) -> tuple[str, ...]:
+    """Names of the namespaces whose workloads carry the mesh's sidecars, in first-seen order."""
+    revision = revision_of(source_version)
+    names: list[str] = []
+    for cluster in clusters:
+        for namespace in cluster.namespaces:
+            if is_injected(namespace, [revision]) and namespace.name not in names:
+                names.append(namespace.name)
+    return tuple(names)
+
+
+@dataclass(slots=True)
+class PlanContext:
+    mesh_id: str
+    mesh_name: str
+    source_version: str
+    target_version: str
+    clusters: Sequence[ClusterView]
+    now: datetime
+    owner: dict[str, Any] = field(default_factory=dict)  # who is told when the root finishes
+
+    def common(self, cluster: str | None) -> dict[str, Any]:
+        return {
+            "cluster": cluster,
+            "meshId": self.mesh_id,
+            "sourceVersion": self.source_version,
+            "targetVersion": self.target_version,
+            "sourceRevision": revision_of(self.source_version),
+            "targetRevision": revision_of(self.target_version),
+        }
+
+
+class _TreeBuilder:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.jobs: list[NewJob] = []
+        self.root_id = ""
+        self._positions: dict[str | None, int] = {}
+
+    def add(self, parent: str | None, job_type: str, target: str, payload: dict[str, Any]) -> str:
+        node_id = str(uuid.uuid4())
+        if parent is None:
+            self.root_id = node_id
+        position = self._positions.get(parent, 0)
+        self._positions[parent] = position + 1
+        node = JobNode(
+            id=node_id,
+            parent_id=parent,
+            position=position,
+            type=job_type,
+            target=target,
+            phase=Phase.INITIALIZING,
+            reason="",
+            created_at=self.now,
+            updated_at=self.now,
+            started_at=None,
+            completed_at=None,
+        )
+        self.jobs.append(NewJob(node, self.root_id, payload))
+        return node_id
+
+
+def plan_step(step: Step, ctx: PlanContext, namespaces: Sequence[str] = ()) -> list[NewJob]:
+    """The job tree of one step, root first. ``namespaces``: what a DataPlaneUpgrade migrates."""
+    tree = _TreeBuilder(ctx.now)
+    root_payload: dict[str, Any] = {**ctx.owner, "step": step.value}
+    if step is Step.PRECHECK:
+        root_payload["parallel"] = True
+    root = tree.add(None, step.value, f"mesh {ctx.mesh_name}", root_payload)
+    first_cluster = ctx.clusters[0].id if ctx.clusters else None
+    if step is Step.PRECHECK:
+        tree.add(root, "CheckUpgradePath", f"mesh {ctx.mesh_name}", ctx.common(first_cluster))
+        for cluster in ctx.clusters:
+            for check in PRECHECK_PER_CLUSTER:
+                tree.add(root, check, f"cluster {cluster.id}", ctx.common(cluster.id))
+    elif step is Step.CONTROL_PLANE:
+        for cluster in ctx.clusters:
+            target = f"cluster {cluster.id}"
+            tree.add(root, "InstallControlPlane", target, ctx.common(cluster.id))
+            tree.add(root, "WaitControlPlaneReady", target, ctx.common(cluster.id))
+            tree.add(root, "InstallGateways", target, ctx.common(cluster.id))
+    elif step is Step.DATA_PLANE:
+        _plan_data_plane(tree, root, ctx, namespaces)
+    elif step is Step.COMPLETE:
+        for cluster in ctx.clusters:
+            target = f"cluster {cluster.id}"
+            source = {**ctx.common(cluster.id), "revision": revision_of(ctx.source_version)}
+            tree.add(root, "SwitchDefaultRevision", target, ctx.common(cluster.id))
+            tree.add(root, "UninstallControlPlane", target, source)
+            tree.add(root, "RemoveGateways", target, source)
+    elif step is Step.ROLLBACK:
+        _plan_rollback(tree, root, ctx)
+    return tree.jobs
+
+
+def _batches(workloads: Sequence[str]) -> list[list[str]]:
+    return [list(workloads[i : i + RESTART_BATCH_SIZE]) for i in range(0, len(workloads), RESTART_BATCH_SIZE)]
+
+
+def _plan_data_plane(tree: _TreeBuilder, root: str, ctx: PlanContext, namespaces: Sequence[str]) -> None:
+    for name in namespaces:
+        for cluster in ctx.clusters:
+            namespace = next((ns for ns in cluster.namespaces if ns.name == name), None)
+            if namespace is None:
+                continue
+            where = f"cluster {cluster.id} / namespace {name}"
+            common = {**ctx.common(cluster.id), "namespace": name}
+            migrate = tree.add(root, "MigrateNamespace", where, common)
+            tree.add(migrate, "RelabelNamespace", where, common)
+            batches = _batches(namespace.workloads)
+            for index, batch in enumerate(batches, start=1):
+                tree.add(
+                    migrate,
+                    "RestartWorkloads",
+                    f"{where} / batch {index} of {len(batches)}",
+                    {**common, "workloads": batch, "version": ctx.target_version},
+                )
+            tree.add(migrate, "VerifyProxies", where, common)
+
+
+def _plan_rollback(tree: _TreeBuilder, root: str, ctx: PlanContext) -> None:
+    target_revision = revision_of(ctx.target_version)
+    for cluster in ctx.clusters:
+        where = f"cluster {cluster.id}"
+        common = ctx.common(cluster.id)
+        touched = [ns for ns in cluster.namespaces if ns.labels.get(REVISION_LABEL) == target_revision]
+        if touched:
+            tree.add(root, "RevertNamespaces", where, {**common, "namespaces": [ns.name for ns in touched]})
+            for namespace in touched:
+                batches = _batches(namespace.workloads)
+                for index, batch in enumerate(batches, start=1):
+                    tree.add(
+                        root,
+                        "RestartWorkloads",
+                        f"{where} / namespace {namespace.name} / batch {index} of {len(batches)}",
+                        {
+                            **common,
+                            "namespace": namespace.name,
+                            "workloads": batch,
+                            "version": ctx.source_version,
+                        },
+                    )
+        tree.add(root, "RestoreGateways", where, common)
+        tree.add(root, "UninstallControlPlane", where, {**common, "revision": target_revision})
+
+
+def migrated_by(root: JobNode, payloads: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Namespaces a DataPlaneUpgrade tree migrated completely (on every cluster that has them)."""
+    outcome: dict[str, bool] = {}
+    for child in root.children:
+        if child.type != "MigrateNamespace":
+            continue
+        name = str(payloads.get(child.id, {}).get("namespace"))
+        outcome[name] = outcome.get(name, True) and child.phase is Phase.SUCCESS
+    return [name for name, ok in outcome.items() if ok]

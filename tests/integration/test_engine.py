@@ -1,0 +1,250 @@
+"""The job engine on SQLite and PostgreSQL: racing workers, leases, parent derivation."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from meshup.clock import FixedClock, SystemClock
+from meshup.engine.outcome import Done, Fail, Outcome, StepContext, Wait
+from meshup.engine.worker import Engine, EngineConfig, schedule
+from meshup.iam.secrets import MasterKey
+from meshup.jobs.model import JobNode, Phase, assemble
+from meshup.seed.apply import apply_seed
+from meshup.seed.schema import parse_seed
+from meshup.store import engine as engine_store
+from meshup.store import jobs as job_store
+from meshup.store import tables as t
+from meshup.store.db import Database
+
+NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
+MESH_ID = "9b2f4c1e-0000-4000-8000-0000000000aa"
+PROJECT_ID = "0123456789abcdef0123456789abcdef"
+
+
+def seed_mesh(db: Database) -> None:
+    seed = parse_seed(
+        {
+            "accounts": [
+                {
+                    "name": "engine",
+                    "projects": [{"name": "cn-north-4", "id": PROJECT_ID}],
+                    "meshes": [
+                        {
+                            "name": "mesh-engine",
+                            "id": MESH_ID,
+                            "project": "cn-north-4",
+                            "version": "1.15.7-r1",
+                            "clusters": ["c1"],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    with db.write() as conn:
+        apply_seed(conn, seed, MasterKey(b"k" * 32), NOW)
+
+
+def write_tree(
+    db: Database, leaves: int, *, parallel: bool, now: datetime = NOW, leaf_type: str = "Work"
+) -> tuple[str, list[str]]:
+    root_id = str(uuid.uuid4())
+    jobs = [
+        job_store.NewJob(
+            JobNode(root_id, None, 0, "Root", "", Phase.INITIALIZING, "", now, now, None, None),
+            root_id,
+            {"parallel": parallel, "owner": "test"},
+        )
+    ]
+    leaf_ids = []
+    for index in range(leaves):
+        leaf_id = str(uuid.uuid4())
+        leaf_ids.append(leaf_id)
+        node = JobNode(
+            leaf_id, root_id, index, leaf_type, f"leaf {index}", Phase.INITIALIZING, "", now, now, None, None
+        )
+        jobs.append(job_store.NewJob(node, root_id, {"index": index}))
+    with db.write() as conn:
+        job_store.insert_nodes(conn, jobs, mesh_id=MESH_ID, project_id=PROJECT_ID)
+        schedule(conn, root_id, now)
+    return root_id, leaf_ids
+
+
+def tree(db: Database, root_id: str) -> dict[str, JobNode]:
+    with db.read() as conn:
+        return assemble(job_store.load_tree(conn, root_id))
+
+
+class Recorder:
+    """Step functions that notice any concurrent run of one leaf and count every run."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight: set[str] = set()
+        self.overlaps: list[str] = []
+        self.runs: Counter[str] = Counter()
+        self.finished: list[tuple[str, Phase]] = []
+
+    def step(self, context: StepContext, _driver: Any) -> Outcome:
+        with self.lock:
+            if context.job_id in self.in_flight:
+                self.overlaps.append(context.job_id)
+            self.in_flight.add(context.job_id)
+            self.runs[context.job_id] += 1
+        try:
+            return Done({"index": context.payload["index"]})
+        finally:
+            with self.lock:
+                self.in_flight.discard(context.job_id)
+
+    def on_root_finished(
+        self, _conn: Connection, root: JobNode, _payloads: Mapping[str, Any], _now: datetime
+    ) -> None:
+        self.finished.append((root.id, root.phase))
+
+
+def engine_for(
+    db: Database, recorder: Recorder, clock: Any, steps: Mapping[str, Any] | None = None, **config: Any
+) -> Engine:
+    return Engine(
+        db,
+        clock,
+        EngineConfig(**config),
+        steps=steps or {"Work": recorder.step},
+        driver_factory=lambda conn, account_id, now: None,
+        on_root_finished=recorder.on_root_finished,
+    )
+
+
+def test_racing_workers_run_every_leaf_once(db: Database) -> None:
+    seed_mesh(db)
+    roots = [write_tree(db, 75, parallel=True)[0] for _ in range(4)]
+    recorder = Recorder()
+    engines = [engine_for(db, recorder, SystemClock()) for _ in range(4)]
+
+    def work(engine: Engine) -> None:
+        idle = 0
+        while idle < 3:
+            idle = 0 if engine.run_once() else idle + 1
+
+    threads = [threading.Thread(target=work, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert recorder.overlaps == []
+    assert len(recorder.runs) == 300 and set(recorder.runs.values()) == {1}
+    assert sorted(recorder.finished) == sorted((root, Phase.SUCCESS) for root in roots)
+    for root in roots:
+        nodes = tree(db, root)
+        assert nodes[root].phase is Phase.SUCCESS
+        assert all(child.phase is Phase.SUCCESS for child in nodes[root].children)
+    with db.read() as conn:
+        leases = conn.execute(select(t.jobs.c.id).where(t.jobs.c.lease_owner.is_not(None))).all()
+        owners = {row.lease_owner for row in conn.execute(select(t.jobs.c.lease_owner))}
+    assert leases == [] and owners == {None}
+    assert sum(1 for _ in engines) == 4
+
+
+def test_sequential_parent_runs_children_in_order(db: Database) -> None:
+    seed_mesh(db)
+    root, leaves = write_tree(db, 4, parallel=False)
+    order: list[int] = []
+
+    def step(context: StepContext, _driver: Any) -> Outcome:
+        order.append(int(context.payload["index"]))
+        nodes = tree(db, root)
+        # Every earlier sibling has finished, no later one has started.
+        assert all(nodes[leaf].phase is Phase.SUCCESS for leaf in leaves[: context.payload["index"]])
+        assert all(nodes[leaf].phase is Phase.INITIALIZING for leaf in leaves[context.payload["index"] + 1 :])
+        assert nodes[root].phase is Phase.RUNNING
+        return Done()
+
+    recorder = Recorder()
+    engine = engine_for(db, recorder, FixedClock(NOW), steps={"Work": step})
+    assert engine.run_until_idle() == 4
+    assert order == [0, 1, 2, 3]
+    assert tree(db, root)[root].phase is Phase.SUCCESS
+
+
+def test_failed_leaf_fails_the_tree_and_stops_it(db: Database) -> None:
+    seed_mesh(db)
+    root, leaves = write_tree(db, 3, parallel=False)
+
+    def step(context: StepContext, _driver: Any) -> Outcome:
+        return Fail("cluster c1: boom") if context.payload["index"] == 1 else Done()
+
+    recorder = Recorder()
+    engine = engine_for(db, recorder, FixedClock(NOW), steps={"Work": step})
+    assert engine.run_until_idle() == 2
+    nodes = tree(db, root)
+    assert [nodes[leaf].phase for leaf in leaves] == [Phase.SUCCESS, Phase.FAILED, Phase.INITIALIZING]
+    assert nodes[root].phase is Phase.FAILED
+    assert nodes[root].reason == "Work leaf 1: cluster c1: boom"
+    assert recorder.finished == [(root, Phase.FAILED)]
+
+
+def test_waiting_leaf_is_resumed_when_due(db: Database) -> None:
+    seed_mesh(db)
+    root, (leaf,) = write_tree(db, 1, parallel=False)
+    clock = FixedClock(NOW)
+
+    def step(context: StepContext, _driver: Any) -> Outcome:
+        if not context.payload.get("started"):
+            return Wait(30, state={"started": True})
+        return Done({"at": context.now.isoformat()})
+
+    engine = engine_for(db, Recorder(), clock, steps={"Work": step})
+    assert engine.run_once()
+    assert tree(db, root)[leaf].phase is Phase.RUNNING
+    assert not engine.run_once()  # not due yet
+    assert engine.run_until_idle() == 1
+    assert clock.now() == NOW + timedelta(seconds=30)
+    assert tree(db, root)[leaf].phase is Phase.SUCCESS
+
+
+def test_expired_lease_is_taken_over_and_the_old_owner_cannot_finish(db: Database) -> None:
+    seed_mesh(db)
+    root, (leaf,) = write_tree(db, 1, parallel=False)
+    clock = FixedClock(NOW)
+    first = engine_for(db, Recorder(), clock, lease=timedelta(seconds=10))
+    with db.write() as conn:
+        claimed = engine_store.claim(conn, first.owner, clock.now(), timedelta(seconds=10))
+    assert claimed is not None and claimed.id == leaf
+    second_recorder = Recorder()
+    second = engine_for(db, second_recorder, clock, lease=timedelta(seconds=10))
+    assert not second.run_once()  # the lease is still valid
+    clock.advance(11)
+    assert second.reap() == 1
+    assert second.run_once()
+    assert second_recorder.runs[leaf] == 1
+    first._finish(claimed)  # the first worker wakes up late: nothing happens
+    nodes = tree(db, root)
+    assert nodes[leaf].phase is Phase.SUCCESS
+    with db.read() as conn:
+        attempt = conn.execute(select(t.jobs.c.attempt).where(t.jobs.c.id == leaf)).scalar()
+    assert attempt == 2
+
+
+def test_step_that_raises_is_retried_then_failed(db: Database) -> None:
+    seed_mesh(db)
+    root, (leaf,) = write_tree(db, 1, parallel=False)
+    calls: list[int] = []
+
+    def step(context: StepContext, _driver: Any) -> Outcome:
+        calls.append(context.attempt)
+        raise RuntimeError("driver exploded")
+
+    engine = engine_for(db, Recorder(), FixedClock(NOW), steps={"Work": step}, max_attempts=3)
+    engine.run_until_idle()
+    assert calls == [1, 2, 3]
+    node = tree(db, root)[leaf]
+    assert node.phase is Phase.FAILED
+    assert "RuntimeError" in node.reason and "3 attempts" in node.reason
