@@ -19,6 +19,7 @@ from starlette.responses import Response
 from meshup import __version__
 from meshup.clock import Clock, SystemClock
 from meshup.config import Settings
+from meshup.drivers.simulated import SimulatedDriver
 from meshup.engine.outcome import SimTiming
 from meshup.engine.worker import DriverFactory, Engine, EngineConfig, RootFinished, WorkerPool, schedule
 from meshup.errors import AuthenticationFailed, MeshupError
@@ -131,9 +132,7 @@ class RootDispatcher:
 
 
 def simulated_driver_factory(timing: SimTiming) -> DriverFactory:
-    def make(conn: Connection, account_id: str, now: datetime) -> Any:
-        from meshup.drivers.simulated import SimulatedDriver
-
+    def make(conn: Connection, account_id: str, now: datetime) -> SimulatedDriver:
         return SimulatedDriver(conn, account_id, now, timing)
 
     return make

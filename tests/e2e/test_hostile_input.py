@@ -1134,6 +1134,132 @@ def test_get_tokens_without_headers(server: ServerProcess) -> None:
     expect_keystone(raw_request(server, "GET", "/v3/auth/tokens", [(b"X-Auth-Token", b"x")]), 400)
 
 
+# === /v1/{project_id}/mesh-upgrade: hostile ids and bodies (nothing here may create a task) =========
+
+UPGRADES = f"/v1/{PROJECT}/mesh-upgrade"
+NO_MESH = "9b2f4c1e-0000-4000-8000-00000000dead"  # never a mesh: a body that validates still finds none
+
+
+def upgrade_body(**spec: Any) -> dict[str, Any]:
+    return {
+        "kind": "MeshUpgrade",
+        "apiVersion": "v1",
+        "metadata": {"name": "hostile"},
+        "spec": {
+            "meshId": NO_MESH,
+            "upgradeStrategy": "Canary",
+            "targetVersion": "1.18.7-r5",
+            "targetType": "InCluster",
+            "currentStep": {"step": "PreCheck"},
+            **spec,
+        },
+    }
+
+
+def signed_send(
+    server: ServerProcess,
+    method: str,
+    target: str,
+    body: bytes,
+    content_type: str | None = "application/json",
+) -> Reply:
+    extra = {"Content-Type": content_type} if content_type is not None else {}
+    headers = signed_headers(server, method, target, body=body, extra=extra)
+    return raw_request(server, method, target, headers, body)
+
+
+@pytest.mark.parametrize(
+    "task_id",
+    [
+        "a%00b",
+        "%00",
+        "%FF%FE",
+        "%E2%9C%93",
+        "x" * 10_240,
+        "'%20OR%20'1'='1",
+        "%2E%2E",
+        "a%20b%22c",
+        MISSING_JOB,
+        PAY_JOB,  # a job id is not a task id
+    ],
+)
+def test_hostile_upgrade_task_ids_are_404(server: ServerProcess, task_id: str) -> None:
+    target = f"{UPGRADES}/{task_id}"
+    for method in ("GET", "DELETE"):
+        message = expect_service(signed_send(server, method, target, b"", None), 404, "ASM.01010002")
+        assert len(message) < 300 and "\x00" not in message
+    step = json.dumps({"spec": {"currentStep": {"step": "Rollback"}}}).encode()
+    reply = signed_send(server, "PUT", target, step)
+    assert check_reply(reply) == "service" and reply.status in (400, 404), reply
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"", "required"),
+        (b"null", "body"),
+        (b"[]", "body"),
+        (b"[" * 20_000 + b"]" * 20_000, "malformed JSON"),
+        (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "malformed JSON"),
+        (b'{"spec": "\xff"}', "malformed JSON"),
+        (
+            json.dumps({"kind": "Mesh", **{k: v for k, v in upgrade_body().items() if k != "kind"}}).encode(),
+            "kind",
+        ),
+        (json.dumps({**upgrade_body(), "metadata": "x"}).encode(), "metadata"),
+        (json.dumps({**upgrade_body(), "metadata": {"name": "a\u0000b"}}).encode(), "metadata.name"),
+        (json.dumps({**upgrade_body(), "spec": []}).encode(), "spec"),
+        (json.dumps(upgrade_body(meshId="9b2f\u0000")).encode(), "spec.meshId"),
+        (json.dumps(upgrade_body(meshId="\u0000" * 10)).encode(), "spec.meshId"),
+        (json.dumps(upgrade_body(meshId=5)).encode(), "spec.meshId"),
+        (json.dumps(upgrade_body(meshId="m" * 10_000)).encode(), "spec.meshId"),
+        (json.dumps(upgrade_body(targetVersion="1.18.7-r5\u0000")).encode(), "spec.targetVersion"),
+        (json.dumps(upgrade_body(targetVersion=["1.18.7-r5"])).encode(), "spec.targetVersion"),
+        (json.dumps(upgrade_body(upgradeStrategy="Canary\u0000")).encode(), "spec.upgradeStrategy"),
+        (json.dumps(upgrade_body(targetType={"x": 1})).encode(), "spec.targetType"),
+        (json.dumps(upgrade_body(currentStep="PreCheck")).encode(), "spec.currentStep"),
+        (json.dumps(upgrade_body(currentStep={"step": "Explode"})).encode(), "spec.currentStep.step"),
+        (
+            json.dumps(
+                upgrade_body(currentStep={"step": "DataPlaneUpgrade", "namespaces": ["a\u0000"]})
+            ).encode(),
+            "spec.currentStep.namespaces",
+        ),
+        (
+            json.dumps(upgrade_body(currentStep={"step": "PreCheck", "namespaces": "shop"})).encode(),
+            "spec.currentStep.namespaces",
+        ),
+    ],
+)
+def test_malformed_upgrade_bodies_are_service_400(server: ServerProcess, body: bytes, why: str) -> None:
+    message = expect_service(signed_send(server, "POST", UPGRADES, body), 400, "ASM.01010001", why)
+    assert len(message) < 400
+
+
+def test_upgrade_body_content_type_and_size(server: ServerProcess) -> None:
+    body = json.dumps(upgrade_body()).encode()
+    for content_type in (None, "text/plain", "application/jsonx", "application/x-www-form-urlencoded"):
+        expect_service(
+            signed_send(server, "POST", UPGRADES, body, content_type), 400, "ASM.01010001", "Content-Type"
+        )
+    # A body that validates still names a mesh that does not exist: 404, nothing created.
+    expect_service(signed_send(server, "POST", UPGRADES, body), 404, "ASM.01010002")
+    # Unsigned, or signed over another body: the gateway refuses it.
+    expect_gateway(raw_request(server, "POST", UPGRADES, [(b"Content-Type", b"application/json")], body))
+    headers = signed_headers(server, "POST", UPGRADES, body=b"{}", extra={"Content-Type": "application/json"})
+    expect_gateway(raw_request(server, "POST", UPGRADES, headers, body), "signature mismatch")
+    # 2 MB, with a length and chunked: 400, not a hang.
+    big = b'{"spec": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    with httpx.Client(timeout=TIMEOUT) as client:
+        for content in (big, iter([big[i : i + 65536] for i in range(0, len(big), 65536)])):
+            response = client.post(
+                f"{server.url}{UPGRADES}", content=content, headers={"Content-Type": "application/json"}
+            )
+            reply = Reply(response.status_code, dict(response.headers), response.content)
+            expect_service(reply, 400, "ASM.01010001", "too large")
+
+
 # === fuzzing ========================================================================================
 
 FORBIDDEN_HEADER_NAMES = {
@@ -1229,14 +1355,20 @@ query_pairs = st.lists(
 
 
 @fuzz_settings
-@given(job=url_text, pairs=query_pairs, slash=st.booleans())
+@given(
+    call=st.sampled_from([("GET", "mesh-job"), ("GET", "mesh-upgrade"), ("DELETE", "mesh-upgrade")]),
+    job=url_text,
+    pairs=query_pairs,
+    slash=st.booleans(),
+)
 def test_fuzz_signed_paths_get_past_authentication(
-    server: ServerProcess, job: str, pairs: list[tuple[str, str]], slash: bool
+    server: ServerProcess, call: tuple[str, str], job: str, pairs: list[tuple[str, str]], slash: bool
 ) -> None:
     """Signed for the exact raw path: whatever the bytes, the server agrees with the SDK's signer."""
+    method, resource = call
     query = "&".join(f"{key}={value}" for key, value in pairs)
-    target = f"/v1/{PROJECT}/mesh-job/{job}" + ("/" if slash else "") + (f"?{query}" if query else "")
-    reply = signed_get(server, target)
+    target = f"/v1/{PROJECT}/{resource}/{job}" + ("/" if slash else "") + (f"?{query}" if query else "")
+    reply = raw_request(server, method, target, signed_headers(server, method, target))
     kind = check_reply(reply)
     if kind == "uvicorn":
         return
@@ -1244,7 +1376,8 @@ def test_fuzz_signed_paths_get_past_authentication(
     if kind == "success":
         assert reply.json()["metadata"]["uid"] == PAY_JOB  # e.g. the job id spelt with escapes
     else:
-        assert reply.status == 404, (target, reply)
+        # 405: the path collapsed onto the collection (``/mesh-upgrade/`` is POST only).
+        assert reply.status == 404 or (reply.status == 405 and resource == "mesh-upgrade"), (target, reply)
 
 
 json_values = st.recursive(
@@ -1267,6 +1400,25 @@ login_shapes = st.one_of(
         json_values,
     ),
 )
+
+
+upgrade_shapes = st.one_of(
+    json_values,
+    st.builds(lambda v: {**upgrade_body(), "spec": v}, json_values),
+    st.builds(lambda v: {**upgrade_body(), "metadata": v}, json_values),
+    st.builds(
+        lambda key, v: upgrade_body(**{key: v}), st.sampled_from(list(upgrade_body()["spec"])), json_values
+    ),
+    st.builds(lambda v: upgrade_body(currentStep=v), json_values),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=upgrade_shapes)
+def test_fuzz_upgrade_documents(server: ServerProcess, document: Any) -> None:
+    reply = signed_send(server, "POST", UPGRADES, json.dumps(document).encode())
+    # Every document names no existing mesh (or none at all): it can only be refused.
+    assert check_reply(reply) == "service" and reply.status in (400, 404), (document, reply)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

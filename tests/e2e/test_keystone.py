@@ -250,8 +250,7 @@ class Extra:
     account: str
     project: str
     users: dict[str, str]  # name -> password
-    keys: dict[str, tuple[str, str]]  # name -> (ak, sk)
-    document: dict[str, Any]
+    keys: dict[str, tuple[str, str]]  # "main"/"spare" -> (ak, sk), both of user ks-keys
 
 
 def seed_apply(server: ServerProcess, document: dict[str, Any]) -> None:
@@ -290,8 +289,8 @@ def extra(server: ServerProcess) -> Iterator[Extra]:
         "ks-locked": "Ks-Locked-Passw0rd!",
     }
     keys = {
-        "ks-root": (_random_ak(), secrets.token_hex(20)),
-        "ks-spare": (_random_ak(), secrets.token_hex(20)),
+        "main": (_random_ak(), secrets.token_hex(20)),
+        "spare": (_random_ak(), secrets.token_hex(20)),
     }
     document = {
         "accounts": [
@@ -299,13 +298,13 @@ def extra(server: ServerProcess) -> Iterator[Extra]:
                 "name": f"ks-{suffix}",
                 "projects": [{"name": "cn-north-4", "id": project}],
                 "users": [
-                    {
-                        "name": "ks-root",
-                        "root": True,
-                        "password": users["ks-root"],
+                    {"name": "ks-root", "root": True, "password": users["ks-root"]},
+                    {  # keys only: no password to hash when the file is applied again
+                        "name": "ks-keys",
+                        "identityPolicies": [READ_JOBS],
                         "accessKeys": [
-                            {"ak": keys["ks-root"][0], "sk": keys["ks-root"][1]},
-                            {"ak": keys["ks-spare"][0], "sk": keys["ks-spare"][1]},
+                            {"ak": keys["main"][0], "sk": keys["main"][1]},
+                            {"ak": keys["spare"][0], "sk": keys["spare"][1]},
                         ],
                     },
                     {"name": "ks-changer", "password": users["ks-changer"], "identityPolicies": [READ_JOBS]},
@@ -315,7 +314,7 @@ def extra(server: ServerProcess) -> Iterator[Extra]:
         ]
     }
     seed_apply(server, document)
-    yield Extra(f"ks-{suffix}", project, users, keys, document)
+    yield Extra(f"ks-{suffix}", project, users, keys)
 
 
 def test_password_change_revokes_earlier_tokens(server: ServerProcess, extra: Extra) -> None:
@@ -353,7 +352,7 @@ def test_password_change_revokes_earlier_tokens(server: ServerProcess, extra: Ex
 
 
 def test_disabled_key_is_refused_on_the_very_next_request(server: ServerProcess, extra: Extra) -> None:
-    ak, sk = extra.keys["ks-spare"]
+    ak, sk = extra.keys["spare"]
     path = f"/v1/{extra.project}/mesh-job/{MISSING_JOB}"
     assert signed_get(server, path, ak, sk).status_code == 404  # authenticated, and now cached
     assert signed_get(server, path, ak, sk).status_code == 404
@@ -366,11 +365,10 @@ def test_disabled_key_is_refused_on_the_very_next_request(server: ServerProcess,
                     "projects": [{"name": "cn-north-4", "id": extra.project}],
                     "users": [
                         {
-                            "name": "ks-root",
-                            "root": True,
-                            "password": extra.users["ks-root"],
+                            "name": "ks-keys",
+                            "identityPolicies": [READ_JOBS],
                             "accessKeys": [
-                                {"ak": extra.keys["ks-root"][0], "sk": extra.keys["ks-root"][1]},
+                                {"ak": extra.keys["main"][0], "sk": extra.keys["main"][1]},
                                 {"ak": ak, "sk": sk, "enabled": False},
                             ],
                         }
@@ -383,8 +381,8 @@ def test_disabled_key_is_refused_on_the_very_next_request(server: ServerProcess,
     assert "disabled" in why
     assert sk not in why
     # The user's other key still works.
-    root_ak, root_sk = extra.keys["ks-root"]
-    assert signed_get(server, path, root_ak, root_sk).status_code == 404
+    main_ak, main_sk = extra.keys["main"]
+    assert signed_get(server, path, main_ak, main_sk).status_code == 404
 
 
 def test_login_protection_locks_after_five_failures(server: ServerProcess, extra: Extra) -> None:

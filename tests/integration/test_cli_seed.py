@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Table, func, select
+from typer.testing import CliRunner
 
+from meshup.cli import cli
 from meshup.store import tables as t
 from meshup.store.db import Database
 from tests.support.databases import database_url
@@ -269,15 +271,15 @@ def test_invalid_file_is_refused_with_its_path_and_applies_nothing(db_url: str, 
     ids=["wrong-type", "not-yaml", "no-accounts"],
 )
 def test_malformed_files_are_refused(tmp_path: Path, content: str, where: str) -> None:
-    # Refused before the database is touched: one backend is enough.
-    db_url = f"sqlite:///{tmp_path / 'meshup.db'}"
+    # Refused before the database is touched: one backend, and the CLI in-process, are enough.
+    url = f"sqlite:///{tmp_path / 'meshup.db'}"
     path = tmp_path / "bad.yaml"
     path.write_text(content)
-    result = seed_apply(db_url, tmp_path, path)
-    assert result.returncode != 0
+    result = CliRunner().invoke(cli, ["seed", "apply", str(path), "--database-url", url])
+    assert result.exit_code != 0
     assert where in result.stderr
-    assert "Traceback" not in result.stderr
-    assert counts(db_url)["accounts"] == 0
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert counts(url)["accounts"] == 0
 
 
 def test_a_conflict_found_while_applying_rolls_everything_back(db_url: str, tmp_path: Path) -> None:
@@ -313,7 +315,10 @@ def test_a_conflict_found_while_applying_rolls_everything_back(db_url: str, tmp_
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    result = seed_apply(f"sqlite:///{tmp_path / 'meshup.db'}", tmp_path, tmp_path / "does-not-exist.yaml")
-    assert result.returncode != 0
+    url = f"sqlite:///{tmp_path / 'meshup.db'}"
+    result = CliRunner().invoke(
+        cli, ["seed", "apply", str(tmp_path / "does-not-exist.yaml"), "--database-url", url]
+    )
+    assert result.exit_code != 0
     assert "does-not-exist.yaml" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -27,7 +27,16 @@ def counts(db: Database) -> dict[str, int]:
     with db.read() as conn:
         return {
             table.name: int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
-            for table in (t.accounts, t.projects, t.users, t.access_keys, t.policies, t.meshes, t.jobs, t.clusters)
+            for table in (
+                t.accounts,
+                t.projects,
+                t.users,
+                t.access_keys,
+                t.policies,
+                t.meshes,
+                t.jobs,
+                t.clusters,
+            )
         }
 
 
@@ -48,8 +57,13 @@ def test_concurrent_migrations_in_separate_processes(backend: str, tmp_path: Pat
     with database_url(backend, tmp_path) as url:
         env = {**os.environ, "MESHUP_DATABASE_URL": url}
         processes = [
-            subprocess.Popen([sys.executable, "-m", "meshup.cli", "migrate"], env=env, cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                [sys.executable, "-m", "meshup.cli", "migrate"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             for _ in range(3)
         ]
         outputs = [process.communicate(timeout=60)[0].decode() for process in processes]
@@ -123,8 +137,17 @@ def test_failed_seed_leaves_nothing_behind(db: Database) -> None:
                 {
                     "name": "acme",
                     "projects": [{"name": "cn-north-4"}],
-                    "users": [{"name": "mallory", "accessKeys": [{"ak": "NEWKEY000000000000001", "sk": "abcdefgh"}]}],
-                    "meshes": [{"name": "mesh-steal", "project": "cn-north-4", "version": "1.15.7-r1", "clusters": ["c1"]}],
+                    "users": [
+                        {"name": "mallory", "accessKeys": [{"ak": "NEWKEY000000000000001", "sk": "abcdefgh"}]}
+                    ],
+                    "meshes": [
+                        {
+                            "name": "mesh-steal",
+                            "project": "cn-north-4",
+                            "version": "1.15.7-r1",
+                            "clusters": ["c1"],
+                        }
+                    ],
                 }
             ]
         }

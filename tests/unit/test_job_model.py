@@ -86,7 +86,11 @@ def test_render_shape_and_order() -> None:
     root = leaf("root", Phase.RUNNING, parent=None, start=1)
     root.type = "ControlPlaneUpgrade"
     nodes = assemble(
-        [root, leaf("second", Phase.INITIALIZING, position=1), leaf("first", Phase.SUCCESS, position=0, start=1, end=2)]
+        [
+            root,
+            leaf("second", Phase.INITIALIZING, position=1),
+            leaf("first", Phase.SUCCESS, position=0, start=1, end=2),
+        ]
     )
     document = render(nodes["root"])
     assert document["kind"] == "Job" and document["apiVersion"] == "v3"

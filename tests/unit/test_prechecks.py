@@ -142,8 +142,10 @@ def test_resources_count_one_gateway_per_source_gateway_and_skip_what_is_install
     )
     small = facts(nodes=Nodes(count=1, cpu="1", memory="3Gi", master_labelled=1), gateways=gateways)
     reason = pc.check_resources(small, TARGET, SRC_REV)
-    assert reason is not None and "needs 0.7 CPU and 2304Mi free for istiod-1-18-7-r5 and 2 gateways" in reason
-    installed = small.revisions | {TGT_REV: Revision(TGT_REV, TARGET, None, None)}
+    assert (
+        reason is not None and "needs 0.7 CPU and 2304Mi free for istiod-1-18-7-r5 and 2 gateways" in reason
+    )
+    installed = {**small.revisions, TGT_REV: Revision(TGT_REV, TARGET, None, None)}
     target_gateway = Gateway("in-1-18-7-r5", TGT_REV, {"istio": "ingressgateway"})
     done = replace(small, revisions=installed, gateways=(*gateways, target_gateway))
     assert pc.check_resources(done, TARGET, SRC_REV) is None

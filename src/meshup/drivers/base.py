@@ -176,8 +176,9 @@ class ClusterDriver(Protocol):
         ...
 
     def ensure_gateways(self, cluster_id: str, revision: str, like_revision: str | None) -> list[str]:
-        """Gateways of ``revision`` exist: one per gateway of ``like_revision`` (same name base and
-        labels), or the default ingress gateway if that has none. Returns their names."""
+        """Gateways of ``revision`` exist. If it has any, they are kept as they are; otherwise one is
+        created per gateway of ``like_revision`` (same name base and labels), or the default ingress
+        gateway if that has none. Returns the names of the revision's gateways."""
         ...
 
     def ensure_gateways_removed(self, cluster_id: str, revision: str) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ from meshup.store import meshes as mesh_store
 from meshup.timefmt import as_utc, parse_rfc3339
 
 DEFAULT_ENTERPRISE_PROJECT = ("0", "default")
+# Kept in a seeded cluster's document: what the seed declared, to leave it alone when unchanged.
+SEED_FINGERPRINT = "seedFingerprint"
 
 
 @dataclass(slots=True)
@@ -298,7 +302,13 @@ def adopt_cluster_state(state: Mapping[str, Any], mesh_version: str, now: dateti
     return doc
 
 
+def _fingerprint(state: Mapping[str, Any], faults: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps([state, faults], sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _apply_cluster(conn: Connection, account_id: str, cluster: SeedCluster, now: datetime) -> None:
+    """Write a declared cluster, unless the file declares it exactly as last time: then the
+    cluster keeps the state upgrades gave it (re-applying a seed must not undo an upgrade)."""
     faults = [
         {
             "jobType": fault.job_type,
@@ -309,12 +319,18 @@ def _apply_cluster(conn: Connection, account_id: str, cluster: SeedCluster, now:
         }
         for fault in cluster.faults
     ]
+    state = cluster_state(cluster)
+    fingerprint = _fingerprint(state, faults)
+    existing = mesh_store.cluster_row(conn, account_id, cluster.id)
+    if existing is not None and dict(existing.state).get(SEED_FINGERPRINT) == fingerprint:
+        return
+    state[SEED_FINGERPRINT] = fingerprint
     mesh_store.put_cluster(
         conn,
         account_id=account_id,
         cluster_id=cluster.id,
         name=cluster.name,
-        state=cluster_state(cluster),
+        state=state,
         faults=faults,
         now=now,
     )
@@ -333,15 +349,20 @@ def _apply_mesh(
         owner = owners.get(cluster_id)
         if owner is not None and owner != mesh_id:
             raise Conflict(f"cluster {cluster_id} already belongs to another mesh")
-        if mesh_store.cluster_row(conn, account_id, cluster_id) is None:
+        row = mesh_store.cluster_row(conn, account_id, cluster_id)
+        if row is None:
             mesh_store.put_cluster(
                 conn,
                 account_id=account_id,
                 cluster_id=cluster_id,
                 name=cluster_id,
-                state=default_cluster_state(),
+                state=adopt_cluster_state(default_cluster_state(), mesh.version, now),
                 faults=[],
                 now=now,
+            )
+        elif existing is None or _needs_adoption(dict(row.state)):
+            mesh_store.update_cluster_state(
+                conn, account_id, cluster_id, adopt_cluster_state(dict(row.state), mesh.version, now), now
             )
     extra = dict(mesh.extra)
     mesh_store.put_mesh(
@@ -378,6 +399,11 @@ def _apply_mesh(
             project_id=project_id,
         )
     return len(mesh.jobs)
+
+
+def _needs_adoption(state: Mapping[str, Any]) -> bool:
+    """A cluster document that has never had a control plane (freshly declared by a seed)."""
+    return not (state.get("controlPlane") or {}).get("revisions")
 
 
 def default_cluster_state() -> dict[str, Any]:

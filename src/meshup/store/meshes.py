@@ -99,3 +99,13 @@ def cluster_documents(conn: Connection, account_id: str, cluster_ids: list[str])
         )
     ).all()
     return {str(row.id): dict(row.state) for row in rows}
+
+
+def update_cluster_state(
+    conn: Connection, account_id: str, cluster_id: str, state: Mapping[str, Any], now: datetime
+) -> None:
+    conn.execute(
+        update(t.clusters)
+        .where(t.clusters.c.account_id == account_id, t.clusters.c.id == cluster_id)
+        .values(state=dict(state), updated_at=now)
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from meshup.drivers.base import revision_of
 from meshup.jobs.model import JobNode, Phase
 from meshup.store.jobs import NewJob
 from meshup.upgrades.model import Step
@@ -29,11 +30,6 @@ PRECHECK_PER_CLUSTER = (
     "CheckGatewayLabels",
     "CheckInjectionLabels",
 )
-
-
-def revision_of(version: str) -> str:
-    """Istio revision name of a mesh version: 1.18.7-r5 -> 1-18-7-r5."""
-    return version.replace(".", "-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +56,11 @@ def cluster_view(cluster_id: str, document: Mapping[str, Any]) -> ClusterView:
 
 
 def is_injected(namespace: NamespaceView, revisions: Sequence[str]) -> bool:
-    labels = namespace.labels
-    return labels.get(INJECTION_LABEL) == "enabled" or labels.get(REVISION_LABEL) in revisions
+    """Istio's rule: ``istio-injection`` decides when present; otherwise ``istio.io/rev``."""
+    injection = namespace.labels.get(INJECTION_LABEL)
+    if injection is not None:
+        return injection == "enabled"
+    return namespace.labels.get(REVISION_LABEL) in revisions
 
 
 def injected_namespaces(clusters: Sequence[ClusterView], source_version: str) -> tuple[str, ...]:

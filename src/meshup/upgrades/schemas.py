@@ -46,6 +46,8 @@ def _string(value: Any, path: str, *, max_length: int = 128) -> str:
         raise InvalidRequest(f"{path}: must be a non-empty string")
     if len(value) > max_length:
         raise InvalidRequest(f"{path}: at most {max_length} characters")
+    if "\x00" in value:  # never part of a valid value, and PostgreSQL refuses it in a query
+        raise InvalidRequest(f"{path}: must not contain NUL characters")
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -24,6 +25,8 @@ from meshup.upgrades.plans import PlanContext, cluster_view, injected_namespaces
 from meshup.upgrades.schemas import UpgradeRequest, parse_upgrade, render_task
 
 OWNER = "upgradeTask"
+# Anything else cannot be a stored task id (and a NUL would make PostgreSQL refuse the query).
+_TASK_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 def mesh_facts(mesh: Any) -> MeshFacts:
@@ -56,7 +59,7 @@ class UpgradeService:
         self, conn: Connection, caller: Caller, project_id: str, task_id: str, ip: str
     ) -> tuple[Any, Any]:
         self.identity.precheck(caller, actions.UPGRADE, project_id)
-        row = task_store.get_task(conn, task_id, for_update=True) if len(task_id) <= 64 else None
+        row = task_store.get_task(conn, task_id, for_update=True) if _TASK_ID.fullmatch(task_id) else None
         if row is None or row.project_id != project_id:
             raise NotFound(f"mesh upgrade task {shown(task_id)} not found")
         mesh = mesh_store.mesh_for_update(conn, row.mesh_id)
