@@ -36,10 +36,14 @@ from meshup.iam.service import IdentityService
 from meshup.jobs import routes as job_routes
 from meshup.jobs.model import JobNode
 from meshup.jobs.service import JobService
+from meshup.meshes import routes as mesh_routes
+from meshup.meshes.plans import OWNER as MESH_OWNER
+from meshup.meshes.service import MeshService
 from meshup.store import identity as identity_store
 from meshup.store.db import Database, sqlite_path
 from meshup.upgrades import routes as upgrade_routes
 from meshup.upgrades.service import OWNER, UpgradeService
+from meshup.upgrades.steps import STEPS
 
 log = logging.getLogger("meshup")
 
@@ -90,19 +94,17 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Databas
         ),
     )
     upgrades = UpgradeService(identity, schedule)
-    try:  # TEMPORARY while the driver lands
-        from meshup.upgrades.steps import STEPS
-    except ImportError:
-        STEPS = {}
+    timing = SimTiming(speed=settings.sim_speed)
+    meshes = MeshService(identity, schedule, timing)
     engine = Engine(
         db,
         clock,
-        EngineConfig(
-            lease=timedelta(seconds=settings.lease_seconds), timing=SimTiming(speed=settings.sim_speed)
-        ),
+        EngineConfig(lease=timedelta(seconds=settings.lease_seconds), timing=timing),
         steps=STEPS,
-        driver_factory=simulated_driver_factory(SimTiming(speed=settings.sim_speed)),
-        on_root_finished=RootDispatcher({OWNER: upgrades.on_step_finished}),
+        driver_factory=simulated_driver_factory(timing),
+        on_root_finished=RootDispatcher(
+            {OWNER: upgrades.on_step_finished, MESH_OWNER: meshes.on_lifecycle_finished}
+        ),
     )
     return Runtime(
         settings=settings,
@@ -113,6 +115,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Databas
         login=login,
         jobs=JobService(identity),
         upgrades=upgrades,
+        meshes=meshes,
         engine=engine,
     )
 
@@ -220,6 +223,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
 
     app.include_router(job_routes.router)
     app.include_router(upgrade_routes.router)
+    app.include_router(mesh_routes.router)
     app.include_router(iam_routes.router)
     app.include_router(ops.router)
     app.add_middleware(RequestContextMiddleware, metrics=rt.metrics, access_log=settings.access_log)

@@ -17,6 +17,7 @@ from meshup.store.db import Database
 
 if TYPE_CHECKING:
     from meshup.engine.worker import Engine
+    from meshup.meshes.service import MeshService
     from meshup.upgrades.service import UpgradeService
 
 
@@ -30,6 +31,7 @@ class Runtime:
     login: LoginService
     jobs: JobService
     upgrades: UpgradeService
+    meshes: MeshService
     engine: Engine
 
 

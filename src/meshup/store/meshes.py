@@ -12,9 +12,22 @@ from meshup.store import tables as t
 
 
 def mesh_by_name(conn: Connection, project_id: str, name: str) -> Any:
+    """The live mesh of that name (deleted meshes free their names)."""
     return conn.execute(
-        select(t.meshes).where(t.meshes.c.project_id == project_id, t.meshes.c.name == name)
+        select(t.meshes).where(
+            t.meshes.c.project_id == project_id, t.meshes.c.name == name, t.meshes.c.deleted_at.is_(None)
+        )
     ).first()
+
+
+def live_meshes(conn: Connection, project_id: str) -> list[Any]:
+    return list(
+        conn.execute(
+            select(t.meshes)
+            .where(t.meshes.c.project_id == project_id, t.meshes.c.deleted_at.is_(None))
+            .order_by(t.meshes.c.created_at, t.meshes.c.name)
+        )
+    )
 
 
 def mesh_by_id(conn: Connection, mesh_id: str) -> Any:
@@ -68,9 +81,8 @@ def put_cluster(
 def meshes_using_cluster(conn: Connection, account_id: str) -> dict[str, str]:
     """cluster id -> mesh id, for every cluster that belongs to a mesh of the account."""
     out: dict[str, str] = {}
-    for row in conn.execute(
-        select(t.meshes.c.id, t.meshes.c.clusters).where(t.meshes.c.account_id == account_id)
-    ):
+    live = (t.meshes.c.account_id == account_id) & t.meshes.c.deleted_at.is_(None)
+    for row in conn.execute(select(t.meshes.c.id, t.meshes.c.clusters).where(live)):
         for cluster in row.clusters or []:
             out[str(cluster.get("clusterID"))] = str(row.id)
     return out
@@ -109,3 +121,11 @@ def update_cluster_state(
         .where(t.clusters.c.account_id == account_id, t.clusters.c.id == cluster_id)
         .values(state=dict(state), updated_at=now)
     )
+
+
+def insert_mesh(conn: Connection, values: Mapping[str, Any]) -> None:
+    conn.execute(insert(t.meshes).values(**values))
+
+
+def update_mesh(conn: Connection, mesh_id: str, values: Mapping[str, Any]) -> None:
+    conn.execute(update(t.meshes).where(t.meshes.c.id == mesh_id).values(**values))

@@ -178,7 +178,16 @@ meshes = Table(
     Column("reason", Text, nullable=False, default=""),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
-    UniqueConstraint("project_id", "name", name="uq_meshes_project_name"),
+    # Set when deletion finished: the mesh is gone for the API, its jobs stay queryable.
+    Column("deleted_at", TS, nullable=True),
+    Index(
+        "uq_meshes_live_name",
+        "project_id",
+        "name",
+        unique=True,
+        postgresql_where=text("deleted_at IS NULL"),
+        sqlite_where=text("deleted_at IS NULL"),
+    ),
 )
 
 jobs = Table(

@@ -80,7 +80,7 @@ class UpgradeService:
         assert request.mesh_id is not None and request.target_version is not None
         assert request.current_step is not None and request.name is not None
         mesh = mesh_store.mesh_for_update(conn, request.mesh_id)
-        if mesh is None or mesh.project_id != project_id:
+        if mesh is None or mesh.project_id != project_id or mesh.deleted_at is not None:
             raise NotFound(f"mesh {shown(request.mesh_id)} not found")
         self.identity.authorize(caller, actions.UPGRADE, project_id, mesh_facts(mesh), ip)
         if mesh.phase != "Running":

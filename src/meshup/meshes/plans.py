@@ -1,0 +1,75 @@
+"""Job trees of a mesh's life: CreateMesh installs its control plane, DeleteMesh removes it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from meshup.drivers.base import revision_of
+from meshup.jobs.model import JobNode, Phase
+from meshup.store.jobs import NewJob
+
+OWNER = "mesh"
+CREATE = "CreateMesh"
+DELETE = "DeleteMesh"
+
+
+def _node(
+    node_id: str,
+    root_id: str,
+    parent: str | None,
+    position: int,
+    job_type: str,
+    target: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> NewJob:
+    node = JobNode(node_id, parent, position, job_type, target, Phase.INITIALIZING, "", now, now, None, None)
+    return NewJob(node, root_id, payload)
+
+
+def plan_lifecycle(
+    kind: str, mesh_id: str, mesh_name: str, version: str, clusters: Sequence[str], now: datetime
+) -> list[NewJob]:
+    """Per cluster, one after another: checks and install (create) or gateways and uninstall (delete)."""
+    root_id = str(uuid.uuid4())
+    jobs = [
+        _node(
+            root_id,
+            root_id,
+            None,
+            0,
+            kind,
+            f"mesh {mesh_name}",
+            {"owner": OWNER, "meshId": mesh_id, "kind": kind},
+            now,
+        )
+    ]
+    revision = revision_of(version)
+    leaves: list[tuple[str, str, dict[str, Any]]] = []
+    for cluster in clusters:
+        common: dict[str, Any] = {
+            "cluster": cluster,
+            "meshId": mesh_id,
+            "targetVersion": version,
+            "targetRevision": revision,
+        }
+        target = f"cluster {cluster}"
+        if kind == CREATE:
+            leaves += [
+                ("CheckClusterStatus", target, common),
+                ("CheckClusterVersion", target, common),
+                ("InstallControlPlane", target, common),
+                ("WaitControlPlaneReady", target, common),
+                ("InstallGateways", target, common),
+            ]
+        else:
+            leaves += [
+                ("RemoveGateways", target, {**common, "revision": revision}),
+                ("UninstallControlPlane", target, {**common, "revision": revision}),
+            ]
+    for position, (job_type, target, payload) in enumerate(leaves):
+        jobs.append(_node(str(uuid.uuid4()), root_id, root_id, position, job_type, target, payload, now))
+    return jobs
