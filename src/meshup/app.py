@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from meshup import __version__
 from meshup.clock import Clock, SystemClock
@@ -22,10 +23,11 @@ from meshup.config import Settings
 from meshup.drivers.simulated import SimulatedDriver
 from meshup.engine.outcome import SimTiming
 from meshup.engine.worker import DriverFactory, Engine, EngineConfig, RootFinished, WorkerPool, schedule
-from meshup.errors import AuthenticationFailed, MeshupError
+from meshup.errors import AuthenticationFailed, InvalidRequest, MeshupError, MethodNotAllowed, NotFound
 from meshup.http import ops
-from meshup.http.envelopes import gateway_error, keystone_error, service_error
-from meshup.http.metrics import HttpMetrics, failure_reason
+from meshup.http.errors import error_response
+from meshup.http.fastpath import MeshJobFastPath
+from meshup.http.metrics import HttpMetrics
 from meshup.http.middleware import RequestContextMiddleware
 from meshup.http.requests import request_id
 from meshup.http.runtime import Runtime
@@ -141,11 +143,7 @@ def simulated_driver_factory(timing: SimTiming) -> DriverFactory:
     return make
 
 
-def _is_identity_path(request: Request) -> bool:
-    return request.url.path.startswith("/v3")
-
-
-def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> FastAPI:
+def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:
     rt = runtime or build_runtime(settings, clock=clock)
 
     @asynccontextmanager
@@ -176,56 +174,39 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     )
     app.state.runtime = rt
 
-    async def on_meshup_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, MeshupError)
-        if _is_identity_path(request):
-            return keystone_error(exc.status, exc.message)
-        return service_error(exc.status, exc.code, exc.message)
-
-    async def on_authentication_failed(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, AuthenticationFailed)
-        rt.metrics.auth_failures.labels(failure_reason(exc.why)).inc()
-        if _is_identity_path(request):
-            return keystone_error(401, exc.why)
-        return gateway_error(exc.code, exc.why, request_id(request))
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return error_response(exc, path=request.url.path, request_id=request_id(request), metrics=rt.metrics)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "path", "query"))
         message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
-        if _is_identity_path(request):
-            return keystone_error(400, message)
-        return service_error(400, "ASM.01010001", message)
+        return await on_error(request, InvalidRequest(message))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            message = "no such resource or API"
-        elif exc.status_code == 405:
-            message = f"method {request.method} is not allowed on this resource"
-        else:
-            message = str(exc.detail)
-        if _is_identity_path(request):
-            return keystone_error(exc.status_code, message)
-        code = "ASM.01010002" if exc.status_code == 404 else "ASM.01010001"
-        return service_error(exc.status_code, code, message)
+            return await on_error(request, NotFound("no such resource or API"))
+        if exc.status_code == 405:
+            return await on_error(
+                request, MethodNotAllowed(f"method {request.method} is not allowed on this resource")
+            )
+        return await on_error(request, InvalidRequest(str(exc.detail)))
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error", exc_info=exc)
-        return service_error(500, "ASM.01040001", "internal error")
-
-    app.add_exception_handler(MeshupError, on_meshup_error)
-    app.add_exception_handler(AuthenticationFailed, on_authentication_failed)
+    app.add_exception_handler(MeshupError, on_error)
+    app.add_exception_handler(AuthenticationFailed, on_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
+    app.add_exception_handler(Exception, on_error)
 
     app.include_router(job_routes.router)
     app.include_router(upgrade_routes.router)
     app.include_router(mesh_routes.router)
     app.include_router(iam_routes.router)
     app.include_router(ops.router)
-    app.add_middleware(RequestContextMiddleware, metrics=rt.metrics, access_log=settings.access_log)
     ops.install_openapi(app)
-    return app
+    # Outermost: request ids, metrics and the access log for everything, the fast path included.
+    return RequestContextMiddleware(
+        MeshJobFastPath(app, rt), metrics=rt.metrics, access_log=settings.access_log
+    )

@@ -40,6 +40,11 @@ class NotFound(MeshupError):
     code = "ASM.01010002"
 
 
+class MethodNotAllowed(MeshupError):
+    status = 405
+    code = "ASM.01010001"
+
+
 class Conflict(MeshupError):
     status = 409
     code = "ASM.01010003"

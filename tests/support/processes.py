@@ -6,6 +6,7 @@ starts) and the output of a killed process stay readable after it is replaced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -118,9 +119,7 @@ class MeshupProcess:
 class ApiProcess(MeshupProcess):
     """``meshup serve --no-worker`` on a port that stays the same across restarts."""
 
-    def __init__(
-        self, name: str, env: dict[str, str], workdir: Path, *, seed: Path | None = None
-    ) -> None:
+    def __init__(self, name: str, env: dict[str, str], workdir: Path, *, seed: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.seed = seed
@@ -160,10 +159,8 @@ def killing_all(processes: list[MeshupProcess]) -> Iterator[list[MeshupProcess]]
         yield processes
     finally:
         for process in processes:
-            try:
+            with contextlib.suppress(Exception):  # best effort: the next one must still be killed
                 process.kill()
-            except Exception:  # noqa: S110 - best effort; the next one must still be killed
-                pass
 
 
 class JobsLock:
@@ -187,7 +184,7 @@ class JobsLock:
 
     def acquire(self, timeout: float = 10.0) -> None:
         if self._pg is not None:
-            self._pg.execute("SET lock_timeout = %s", (f"{int(timeout * 1000)}ms",))
+            self._pg.execute(f"SET lock_timeout = {int(timeout * 1000)}".encode())
             self._pg.execute("BEGIN")
             self._pg.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
             return

@@ -1,10 +1,11 @@
 """The job engine: workers claim runnable leaves with a lease, run their step, and record it.
 
-One leaf = two short transactions: the claim (committed at once, so the leaf shows Running) and
-the finish, which checks the lease is still ours, runs the step against the driver, stores the
-outcome, re-derives the ancestors, makes the next leaves runnable and, when the root is done,
-tells its owner (upgrade task, mesh) — all in one commit, so a crash anywhere loses nothing and
-a leaf's effects are recorded exactly once.
+One leaf = three short transactions: the claim (a lease, committed at once), the start (the leaf
+shows Running together with its re-derived ancestors, so a reader never sees a running leaf under
+an Initializing parent) and the finish, which checks the lease is still ours, runs the step
+against the driver, stores the outcome, re-derives the ancestors, makes the next leaves runnable
+and, when the root is done, tells its owner (upgrade task, mesh) — all in one commit, so a crash
+anywhere loses nothing and a leaf's effects are recorded exactly once.
 """
 
 from __future__ import annotations
@@ -103,8 +104,11 @@ class Engine:
             leaf = engine_store.claim(conn, self.owner, now, self.config.lease)
         if leaf is None:
             return False
-        with self.db.write() as conn:  # parents show Running; a separate commit keeps lock order root→leaf
+        with self.db.write() as conn:  # a separate commit from the claim keeps lock order root→leaf
             engine_store.lock_tree(conn, leaf.root_id)
+            if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                return True  # cancelled since the claim (a sibling failed), or the lease was lost
+            engine_store.start_leaf(conn, leaf.id, now)
             self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
         with self._lock:
             self._in_flight.add(leaf.id)
@@ -155,6 +159,7 @@ class Engine:
             payload = {**leaf.payload, **outcome.state}
             due = now + timedelta(seconds=max(0.0, outcome.seconds))
             engine_store.reschedule_leaf(conn, leaf.id, due, payload, now)
+            self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)  # their updateTimestamp follows
             return
         nodes_list, payloads = engine_store.load_tree_with_payloads(conn, leaf.root_id)
         nodes = assemble(nodes_list)

@@ -67,6 +67,10 @@ class MeshFacts:
     tags: Sequence[tuple[str, str]]
 
 
+class CacheMiss(Exception):
+    """Authentication needs a database read (a key or principal this process has not cached)."""
+
+
 @dataclass(slots=True)
 class _Caches:
     epoch: int = -1
@@ -86,7 +90,9 @@ class IdentityService:
     # -- caches ------------------------------------------------------------------------------
 
     def _fresh(self, conn: Connection) -> _Caches:
-        epoch = store.read_epoch(conn, store.IAM_EPOCH)
+        return self._caches_at(store.read_epoch(conn, store.IAM_EPOCH))
+
+    def _caches_at(self, epoch: int) -> _Caches:
         caches = self._caches
         if caches.epoch != epoch:
             with self._lock:
@@ -96,12 +102,16 @@ class IdentityService:
         return caches
 
     def principal(
-        self, conn: Connection, user_id: str, via: str, caches: _Caches | None = None
+        self, conn: Connection | None, user_id: str, via: str, caches: _Caches | None = None
     ) -> Principal | None:
-        caches = caches or self._fresh(conn)
+        if caches is None:
+            assert conn is not None
+            caches = self._fresh(conn)
         key = f"{via}:{user_id}"
         if key in caches.principals:
             return caches.principals[key]
+        if conn is None:
+            raise CacheMiss
         principal = self._load_principal(conn, user_id, via)
         if len(caches.principals) >= MAX_CACHE_ENTRIES:
             caches.principals.clear()
@@ -123,10 +133,12 @@ class IdentityService:
             via=via,
         )
 
-    def _access_key(self, conn: Connection, ak: str, caches: _Caches) -> AccessKey | None:
+    def _access_key(self, conn: Connection | None, ak: str, caches: _Caches) -> AccessKey | None:
         key = caches.keys.get(ak)
         if key is not None:
             return key
+        if conn is None:
+            raise CacheMiss
         row = store.get_access_key(conn, ak)
         if row is None:
             return None
@@ -147,7 +159,16 @@ class IdentityService:
 
     def authenticate(self, conn: Connection, request: IncomingRequest, project_id: str | None) -> Caller:
         """Establish the caller; with ``project_id``, also that the caller may act in it."""
-        caches = self._fresh(conn)
+        return self._authenticate(conn, request, project_id, self._fresh(conn))
+
+    def authenticate_cached(self, epoch: int, request: IncomingRequest, project_id: str | None) -> Caller:
+        """The same from this process's caches alone, given the current IAM epoch (the hot path
+        reads it with its data); raises CacheMiss when the key or principal must be loaded."""
+        return self._authenticate(None, request, project_id, self._caches_at(epoch))
+
+    def _authenticate(
+        self, conn: Connection | None, request: IncomingRequest, project_id: str | None, caches: _Caches
+    ) -> Caller:
         token = request.headers.get("x-auth-token")
         if token is not None:
             return self._by_token(conn, token, project_id, caches)
@@ -156,7 +177,9 @@ class IdentityService:
             return self._by_signature(conn, request, authorization, project_id, caches)
         raise AuthenticationFailed("no X-Auth-Token or Authorization header")
 
-    def _by_token(self, conn: Connection, raw: bytes, project_id: str | None, caches: _Caches) -> Caller:
+    def _by_token(
+        self, conn: Connection | None, raw: bytes, project_id: str | None, caches: _Caches
+    ) -> Caller:
         try:
             text = raw.decode("ascii").strip()
         except UnicodeDecodeError as exc:
@@ -178,7 +201,7 @@ class IdentityService:
 
     def _by_signature(
         self,
-        conn: Connection,
+        conn: Connection | None,
         request: IncomingRequest,
         authorization: bytes,
         project_id: str | None,

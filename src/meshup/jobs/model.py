@@ -99,25 +99,80 @@ def assemble(nodes: Iterable[JobNode]) -> dict[str, JobNode]:
     return by_id
 
 
-def render(node: JobNode) -> dict[str, Any]:
-    """The MeshJob wire document of a node and its subtree (asm-api.md §4)."""
+@dataclass(frozen=True, slots=True)
+class WireNode:
+    """A stored job node with its timestamps already as wire strings (RFC 3339 or "")."""
+
+    id: str
+    parent_id: str | None
+    position: int
+    type: str
+    target: str
+    phase: str
+    reason: str
+    created: str
+    updated: str
+    started: str
+    completed: str
+
+
+def job_document(node: WireNode, subjobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The MeshJob wire document of one node (asm-api.md §4): the one place that shapes it."""
     spec: dict[str, Any] = {"type": node.type}
     if node.target:
         spec["target"] = node.target
-    spec["subjobs"] = [render(child) for child in node.children]
+    spec["subjobs"] = subjobs
     return {
         "kind": "Job",
         "apiVersion": "v3",
-        "metadata": {
-            "uid": node.id,
-            "creationTimestamp": rfc3339(node.created_at),
-            "updateTimestamp": rfc3339(node.updated_at),
-        },
+        "metadata": {"uid": node.id, "creationTimestamp": node.created, "updateTimestamp": node.updated},
         "spec": spec,
         "status": {
-            "phase": node.phase.value,
+            "phase": node.phase,
             "reason": node.reason,
-            "startTime": rfc3339(node.started_at),
-            "completionTime": rfc3339(node.completed_at),
+            "startTime": node.started,
+            "completionTime": node.completed,
         },
     }
+
+
+def wire_node(node: JobNode) -> WireNode:
+    return WireNode(
+        id=node.id,
+        parent_id=node.parent_id,
+        position=node.position,
+        type=node.type,
+        target=node.target,
+        phase=node.phase.value,
+        reason=node.reason,
+        created=rfc3339(node.created_at),
+        updated=rfc3339(node.updated_at),
+        started=rfc3339(node.started_at),
+        completed=rfc3339(node.completed_at),
+    )
+
+
+def render(node: JobNode) -> dict[str, Any]:
+    """The MeshJob document of a node and its subtree."""
+    return job_document(wire_node(node), [render(child) for child in node.children])
+
+
+def render_wire(nodes: Iterable[WireNode], job_id: str) -> dict[str, Any] | None:
+    """The MeshJob document of ``job_id`` from the flat rows of its tree; None if it is not there."""
+    children: dict[str | None, list[WireNode]] = {}
+    target: WireNode | None = None
+    for node in nodes:
+        children.setdefault(node.parent_id, []).append(node)
+        if node.id == job_id:
+            target = node
+    if target is None:
+        return None
+
+    def build(node: WireNode) -> dict[str, Any]:
+        kids = children.get(node.id)
+        if not kids:
+            return job_document(node, [])
+        kids.sort(key=lambda child: child.position)
+        return job_document(node, [build(child) for child in kids])
+
+    return build(target)

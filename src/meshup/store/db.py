@@ -47,6 +47,8 @@ class Database:
         self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # The driver's own error base class: raw-connection users catch it (store.hot).
+        self.driver_errors: type[Exception] = sqlite3.Error if self.is_sqlite else _psycopg_error()
         if self.is_sqlite:
             self.write_engine = self._sqlite_engine(immediate=True)
             self.read_engine = self._sqlite_engine(immediate=False)
@@ -134,6 +136,12 @@ class Database:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
+
+
+def _psycopg_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
 
 
 def _is_unavailable(exc: Any) -> bool:

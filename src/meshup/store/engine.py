@@ -49,14 +49,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         update(j)
         .where(j.c.id == candidate.scalar_subquery())
         .where(_claimable(now))
-        .values(
-            lease_owner=owner,
-            lease_expires_at=now + lease,
-            attempt=j.c.attempt + 1,
-            phase="Running",
-            started_at=func.coalesce(j.c.started_at, now),
-            updated_at=now,
-        )
+        .values(lease_owner=owner, lease_expires_at=now + lease, attempt=j.c.attempt + 1)
         .returning(
             j.c.id, j.c.root_id, j.c.type, j.c.target, j.c.attempt, j.c.payload, j.c.mesh_id, j.c.project_id
         )
@@ -73,6 +66,15 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         payload=dict(row.payload or {}),
         mesh_id=row.mesh_id,
         project_id=row.project_id,
+    )
+
+
+def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
+    """A claimed leaf shows Running; in the transaction that re-derives its ancestors with it."""
+    conn.execute(
+        update(j)
+        .where(j.c.id == job_id)
+        .values(phase="Running", started_at=func.coalesce(j.c.started_at, now), updated_at=now)
     )
 
 

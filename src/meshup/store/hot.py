@@ -1,0 +1,134 @@
+"""The mesh-job read on the hot path: one SQL statement on a raw driver connection.
+
+Everything the GET needs comes back in one round trip and one snapshot: the IAM epoch (so the
+process's credential caches can be trusted), the mesh's project, enterprise project and tags, and
+every node of the job's tree with timestamps already formatted by the database. It skips the ORM
+layers because this is the request every client polls; the rest of meshup uses SQLAlchemy Core.
+Each thread keeps one connection (in autocommit mode, so a statement is its own snapshot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import DBAPIError
+
+from meshup.errors import Unavailable
+from meshup.jobs.model import WireNode
+from meshup.store.db import Database
+
+_COLUMNS = """
+    (SELECT value FROM epochs WHERE name = 'iam'),
+    m.id, m.project_id, m.enterprise_project_id, m.tags,
+    n.id, n.parent_id, n.position, n.type, n.target, n.phase, n.reason,
+    {created}, {updated}, {started}, {completed}
+FROM jobs AS t
+JOIN jobs AS n ON n.root_id = t.root_id
+JOIN meshes AS m ON m.id = t.mesh_id
+WHERE t.id = {param}
+"""
+
+_SQLITE_TIME = "strftime('%Y-%m-%dT%H:%M:%SZ', n.{0})"
+_PG_TIME = "to_char(n.{0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+
+def _statement(time_format: str, param: str) -> str:
+    times = {key: time_format.format(f"{key}_at") for key in ("created", "updated", "started", "completed")}
+    return "SELECT " + _COLUMNS.format(param=param, **times)
+
+
+SQLITE_BUNDLE = _statement(_SQLITE_TIME, "?")
+POSTGRES_BUNDLE = _statement(_PG_TIME, "%s")
+EPOCH_SQL = {
+    "sqlite": "SELECT value FROM epochs WHERE name = 'iam'",
+    "postgresql": "SELECT value FROM epochs WHERE name = 'iam'",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobBundle:
+    epoch: int
+    mesh_id: str | None
+    project_id: str | None
+    enterprise_project_id: str | None
+    tags: list[tuple[str, str]]
+    nodes: list[WireNode]
+
+
+def _tags(raw: Any) -> list[tuple[str, str]]:
+    data = orjson.loads(raw) if isinstance(raw, (str, bytes)) else (raw or [])
+    return [(str(tag["key"]), str(tag.get("value", ""))) for tag in data]
+
+
+def read_bundle(cursor: Any, dialect: str, job_id: str) -> JobBundle:
+    """Run the bundle statement on a DBAPI cursor of either database."""
+    sql, epoch_sql = (
+        (SQLITE_BUNDLE, EPOCH_SQL["sqlite"])
+        if dialect == "sqlite"
+        else (POSTGRES_BUNDLE, EPOCH_SQL["postgresql"])
+    )
+    cursor.execute(sql, (job_id,))
+    rows = cursor.fetchall()
+    if not rows:
+        cursor.execute(epoch_sql)
+        row = cursor.fetchone()
+        return JobBundle(int(row[0]) if row and row[0] is not None else 0, None, None, None, [], [])
+    first = rows[0]
+    nodes = [
+        WireNode(
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            r[9] or "",
+            r[10],
+            r[11] or "",
+            r[12] or "",
+            r[13] or "",
+            r[14] or "",
+            r[15] or "",
+        )
+        for r in rows
+    ]
+    return JobBundle(int(first[0] or 0), first[1], first[2], first[3], _tags(first[4]), nodes)
+
+
+class HotReader:
+    """One raw, autocommit driver connection per thread, for the mesh-job GET."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.dialect = "sqlite" if db.is_sqlite else "postgresql"
+        self._local = threading.local()
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.db.read_engine.raw_connection()
+            if self.dialect == "postgresql":
+                conn.driver_connection.autocommit = True  # type: ignore[union-attr]
+            self._local.conn = conn
+        return conn
+
+    def bundle(self, job_id: str) -> JobBundle:
+        try:
+            cursor = self._connection().cursor()
+            try:
+                return read_bundle(cursor, self.dialect, job_id)
+            finally:
+                cursor.close()
+        except (DBAPIError, self.db.driver_errors) as exc:
+            self._discard()
+            raise Unavailable("the database is unreachable right now; retry shortly") from exc
+
+    def _discard(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            # The connection is broken; dropping it is all that is left to do.
+            with contextlib.suppress(Exception):
+                conn.invalidate()
