@@ -20,6 +20,7 @@ from meshup.errors import AuthenticationFailed
 
 _PREFIX = "MU1."
 MAX_TOKEN_LENGTH = 2048
+MAX_CACHED_TOKENS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ def _unb64(text: str) -> bytes:
 class TokenCodec:
     def __init__(self, key: bytes) -> None:
         self._key = key
+        # Verified tokens, so a token polled with many times is checked once (expiry still is).
+        self._verified: dict[str, TokenClaims] = {}
 
     def issue(self, claims: TokenClaims) -> str:
         body = orjson.dumps(
@@ -62,6 +65,17 @@ class TokenCodec:
 
     def decode(self, token: str, now: datetime) -> TokenClaims:
         """Check the signature and expiry; the caller checks the user behind it."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= MAX_CACHED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = claims
+        if now >= claims.expires_at:
+            raise AuthenticationFailed("the token has expired", expired=True)
+        return claims
+
+    def _verify(self, token: str) -> TokenClaims:
         if len(token) > MAX_TOKEN_LENGTH or not token.startswith(_PREFIX):
             raise AuthenticationFailed("the token is not valid")
         encoded, _, mac_text = token[len(_PREFIX) :].partition(".")
@@ -84,6 +98,4 @@ class TokenCodec:
             )
         except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
             raise AuthenticationFailed("the token is not valid") from exc
-        if now >= claims.expires_at:
-            raise AuthenticationFailed("the token has expired", expired=True)
         return claims

@@ -32,7 +32,7 @@ JOIN meshes AS m ON m.id = t.mesh_id
 WHERE t.id = {param}
 """
 
-_SQLITE_TIME = "strftime('%Y-%m-%dT%H:%M:%SZ', n.{0})"
+_SQLITE_TIME = "n.{0}"  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text; cut to RFC 3339 in Python
 _PG_TIME = "to_char(n.{0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 
@@ -64,6 +64,15 @@ def _tags(raw: Any) -> list[tuple[str, str]]:
     return [(str(tag["key"]), str(tag.get("value", ""))) for tag in data]
 
 
+def _cut(stored: str | None) -> str:
+    """SQLite's stored UTC text to RFC 3339 with second precision ("" for no value)."""
+    return f"{stored[:10]}T{stored[11:19]}Z" if stored else ""
+
+
+def _as_is(formatted: str | None) -> str:
+    return formatted or ""
+
+
 def read_bundle(cursor: Any, dialect: str, job_id: str) -> JobBundle:
     """Run the bundle statement on a DBAPI cursor of either database."""
     sql, epoch_sql = (
@@ -78,6 +87,7 @@ def read_bundle(cursor: Any, dialect: str, job_id: str) -> JobBundle:
         row = cursor.fetchone()
         return JobBundle(int(row[0]) if row and row[0] is not None else 0, None, None, None, [], [])
     first = rows[0]
+    time = _cut if dialect == "sqlite" else _as_is
     nodes = [
         WireNode(
             r[5],
@@ -87,10 +97,10 @@ def read_bundle(cursor: Any, dialect: str, job_id: str) -> JobBundle:
             r[9] or "",
             r[10],
             r[11] or "",
-            r[12] or "",
-            r[13] or "",
-            r[14] or "",
-            r[15] or "",
+            time(r[12]),
+            time(r[13]),
+            time(r[14]),
+            time(r[15]),
         )
         for r in rows
     ]
