@@ -66,11 +66,22 @@ def seed_document() -> dict[str, object]:
                 "name": "bench",
                 "projects": [{"name": "cn-north-4", "id": PROJECT}],
                 "users": [
-                    {"name": "alice", "password": PASSWORD, "accessKeys": [{"ak": AK, "sk": SK}], "identityPolicies": [policy]}
+                    {
+                        "name": "alice",
+                        "password": PASSWORD,
+                        "accessKeys": [{"ak": AK, "sk": SK}],
+                        "identityPolicies": [policy],
+                    }
                 ],
                 "meshes": [
-                    {"name": "mesh-bench", "id": MESH, "project": "cn-north-4", "version": "1.15.7-r1",
-                     "tags": {"team": "payments"}, "clusters": ["c1"]}
+                    {
+                        "name": "mesh-bench",
+                        "id": MESH,
+                        "project": "cn-north-4",
+                        "version": "1.15.7-r1",
+                        "tags": {"team": "payments"},
+                        "clusters": ["c1"],
+                    }
                 ],
             }
         ]
@@ -95,13 +106,27 @@ def fill_jobs(database_url: str, count: int) -> str:
             target = target or root
             for position in range(5):
                 node = root if position == 0 else str(uuid.uuid4())
-                rows.append({
-                    "id": node, "root_id": root, "parent_id": None if position == 0 else root,
-                    "position": max(0, position - 1), "type": "ControlPlaneUpgrade" if position == 0 else "InstallControlPlane",
-                    "target": "" if position == 0 else f"cluster c{position}", "phase": "Success", "reason": "",
-                    "created_at": now, "updated_at": now, "started_at": now, "completed_at": now,
-                    "mesh_id": MESH, "project_id": PROJECT, "attempt": 1, "payload": {}, "runnable": False,
-                })
+                rows.append(
+                    {
+                        "id": node,
+                        "root_id": root,
+                        "parent_id": None if position == 0 else root,
+                        "position": max(0, position - 1),
+                        "type": "ControlPlaneUpgrade" if position == 0 else "InstallControlPlane",
+                        "target": "" if position == 0 else f"cluster c{position}",
+                        "phase": "Success",
+                        "reason": "",
+                        "created_at": now,
+                        "updated_at": now,
+                        "started_at": now,
+                        "completed_at": now,
+                        "mesh_id": MESH,
+                        "project_id": PROJECT,
+                        "attempt": 1,
+                        "payload": {},
+                        "runnable": False,
+                    }
+                )
             if len(rows) >= 20_000:
                 conn.execute(insert(t.jobs), rows)
                 rows.clear()
@@ -151,15 +176,37 @@ def run(count: int, database_url: str | None, duration: int, connections: int) -
     url = database_url or f"sqlite:///{work / 'meshup.db'}"
     seed = work / "seed.yaml"
     seed.write_text(yaml.safe_dump(seed_document()))
-    env = {**os.environ, "MESHUP_DATABASE_URL": url, "MESHUP_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, "-m", "meshup.cli", "seed", "apply", str(seed)], env=env, check=True,
-                   capture_output=True)
+    env = {
+        **os.environ,
+        "MESHUP_DATABASE_URL": url,
+        "MESHUP_MASTER_KEY": MASTER_KEY,
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "meshup.cli", "seed", "apply", str(seed)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     job_id = fill_jobs(url, count)
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "meshup.cli", "serve", "--port", str(port), "--no-worker", "--no-access-log",
-         "--log-level", "warning"],
-        env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "meshup.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--no-worker",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     bare_port = free_port()
     bare = None
@@ -169,29 +216,62 @@ def run(count: int, database_url: str | None, duration: int, connections: int) -
         path = f"/v1/{PROJECT}/mesh-job/{job_id}"
         date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         host = f"127.0.0.1:{port}"
-        signed = {"Content-Type": "application/json", "Host": host, "X-Project-Id": PROJECT, "X-Sdk-Date": date}
+        signed = {
+            "Content-Type": "application/json",
+            "Host": host,
+            "X-Project-Id": PROJECT,
+            "X-Sdk-Date": date,
+        }
         signed["Authorization"] = sign("GET", path, signed, b"", AK, SK, sdk_date=date)
         check = httpx.get(base + path, headers=signed)
         assert check.status_code == 200, check.text
         body_file = work / "body.json"
         body_file.write_bytes(check.content)
-        login = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "alice", "password": PASSWORD, "domain": {"name": "bench"}}}},
-            "scope": {"project": {"id": PROJECT}}}}
+        login = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": "alice", "password": PASSWORD, "domain": {"name": "bench"}}
+                    },
+                },
+                "scope": {"project": {"id": PROJECT}},
+            }
+        }
         token = httpx.post(f"{base}/v3/auth/tokens", json=login).headers["X-Subject-Token"]
         assert httpx.get(base + path, headers={"X-Auth-Token": token}).status_code == 200
 
         bare = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port), "--log-level", "warning",
-             "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
-            env={**env, "BENCH_BODY_FILE": str(body_file)}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.bare_app:app",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+            ],
+            env={**env, "BENCH_BODY_FILE": str(body_file)},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_healthy(f"http://127.0.0.1:{bare_port}/", bare)
         wrk(f"http://127.0.0.1:{bare_port}{path}", {}, 2, connections, "warm-up")
-        results = [wrk(f"http://127.0.0.1:{bare_port}{path}", {}, duration, connections, "bare ASGI, same bytes")]
+        results = [
+            wrk(f"http://127.0.0.1:{bare_port}{path}", {}, duration, connections, "bare ASGI, same bytes")
+        ]
         wrk(base + path, signed, 2, connections, "warm-up")
         results.append(wrk(base + path, signed, duration, connections, f"meshup AK/SK, {count:,} jobs"))
-        results.append(wrk(base + path, {"X-Auth-Token": token}, duration, connections, f"meshup token, {count:,} jobs"))
+        results.append(
+            wrk(base + path, {"X-Auth-Token": token}, duration, connections, f"meshup token, {count:,} jobs")
+        )
         return results
     finally:
         for process in (server, bare):
@@ -205,9 +285,13 @@ def run(count: int, database_url: str | None, duration: int, connections: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, nargs="+", default=[1000, 100_000])
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL of an EMPTY database (default: SQLite)")
+    parser.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL of an EMPTY database (default: SQLite)"
+    )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
@@ -218,8 +302,10 @@ def main() -> None:
         results = run(count, args.database_url, args.duration, args.connections)
         bare = results[0].rps
         for result in results:
-            print(f"{result.label:34} {result.rps:>10.0f} {result.p50:>9} {result.p99:>9} "
-                  f"{result.rps / bare:>8.0%} {result.non_2xx:>8}")
+            print(
+                f"{result.label:34} {result.rps:>10.0f} {result.p50:>9} {result.p99:>9} "
+                f"{result.rps / bare:>8.0%} {result.non_2xx:>8}"
+            )
         print(json.dumps({"jobs": count, **{r.label: round(r.rps) for r in results}}), file=sys.stderr)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from meshup.clock import Clock
 from meshup.iam.identity import new_access_key, new_hex_id, new_password, new_secret_key
@@ -18,6 +20,45 @@ from meshup.store.db import Database
 DEMO_ACCOUNT = "demo"
 DEMO_PROJECT = "cn-north-4"
 DEMO_USER = "demo-admin"
+DEMO_MESH = "demo-mesh"
+
+# Two simulated clusters with injected namespaces, so a first canary upgrade has something to do.
+DEMO_CLUSTERS: list[dict[str, Any]] = [
+    {
+        "id": "demo-cluster-1",
+        "kubernetesVersion": "1.28",
+        "nodes": {"count": 6, "cpu": "8", "memory": "32Gi", "masterLabelled": 3},
+        "namespaces": [
+            {
+                "name": "default",
+                "labels": {"istio-injection": "enabled"},
+                "workloads": [{"name": "frontend", "replicas": 2}, {"name": "gateway-api", "replicas": 2}],
+            },
+            {
+                "name": "shop",
+                "labels": {"istio-injection": "enabled"},
+                "workloads": [
+                    {"name": "cart", "replicas": 3},
+                    {"name": "catalog", "replicas": 2},
+                    {"name": "checkout", "replicas": 2},
+                ],
+            },
+            {"name": "tools", "labels": {}, "workloads": [{"name": "debug", "replicas": 1}]},
+        ],
+    },
+    {
+        "id": "demo-cluster-2",
+        "kubernetesVersion": "1.27",
+        "nodes": {"count": 4, "cpu": "8", "memory": "32Gi", "masterLabelled": 3},
+        "namespaces": [
+            {
+                "name": "shop",
+                "labels": {"istio-injection": "enabled"},
+                "workloads": [{"name": "cart", "replicas": 2}, {"name": "catalog", "replicas": 1}],
+            }
+        ],
+    },
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +70,7 @@ class DemoCredentials:
     password: str
     access_key: str
     secret_key: str
+    mesh_id: str
 
     def as_json(self, endpoint: str) -> dict[str, str]:
         return {
@@ -40,6 +82,7 @@ class DemoCredentials:
             "password": self.password,
             "accessKey": self.access_key,
             "secretKey": self.secret_key,
+            "meshId": self.mesh_id,
         }
 
 
@@ -54,6 +97,7 @@ def create_demo_if_empty(db: Database, master_key: MasterKey, clock: Clock) -> D
         password=new_password(),
         access_key=new_access_key(),
         secret_key=new_secret_key(),
+        mesh_id=str(uuid.uuid4()),
     )
     seed = parse_seed(
         {
@@ -67,6 +111,17 @@ def create_demo_if_empty(db: Database, master_key: MasterKey, clock: Clock) -> D
                             "root": True,
                             "password": credentials.password,
                             "accessKeys": [{"ak": credentials.access_key, "sk": credentials.secret_key}],
+                        }
+                    ],
+                    "clusters": DEMO_CLUSTERS,
+                    "meshes": [
+                        {
+                            "name": DEMO_MESH,
+                            "id": credentials.mesh_id,
+                            "project": DEMO_PROJECT,
+                            "version": "1.15.7-r1",
+                            "tags": {"team": "demo"},
+                            "clusters": [cluster["id"] for cluster in DEMO_CLUSTERS],
                         }
                     ],
                 }

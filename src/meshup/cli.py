@@ -165,7 +165,14 @@ def _print_first_start(settings: Settings, demo: object, path: Path) -> None:
                 f'\'{{"auth":{{"identity":{{"methods":["password"],"password":{{"user":{{"name":"{demo.user}",'
                 f'"password":"{demo.password}","domain":{{"name":"{demo.account}"}}}}}}}},'
                 f'"scope":{{"project":{{"id":"{demo.project_id}"}}}}}}}}\'',
-                f"  curl -s {url}/v1/{demo.project_id}/mesh-job/<job-id> -H 'X-Auth-Token: <X-Subject-Token>'",
+                f"  curl -s {url}/v1/{demo.project_id}/meshes -H 'X-Auth-Token: <X-Subject-Token>'",
+                "",
+                f"A demo mesh {demo.mesh_id} (1.15.7-r1) runs on two simulated clusters; start a canary upgrade:",
+                f"  curl -s {url}/v1/{demo.project_id}/mesh-upgrade -H 'X-Auth-Token: <X-Subject-Token>' "
+                "-H 'Content-Type: application/json' -d "
+                f'\'{{"kind":"MeshUpgrade","apiVersion":"v1","metadata":{{"name":"to-1-18"}},"spec":{{"meshId":"{demo.mesh_id}",'
+                '"upgradeStrategy":"Canary","targetVersion":"1.18.7-r5","targetType":"InCluster","currentStep":{"step":"PreCheck"}}}\'',
+                f"  then poll {url}/v1/{demo.project_id}/mesh-job/<status.jobId> and PUT the next currentStep.",
                 "",
             ]
         ),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from meshup.drivers.base import revision_of
+from meshup.drivers.base import REVISION_LABEL, revision_of
 from meshup.jobs.model import JobNode, Phase
 from meshup.store.jobs import NewJob
 
@@ -31,9 +31,20 @@ def _node(
 
 
 def plan_lifecycle(
-    kind: str, mesh_id: str, mesh_name: str, version: str, clusters: Sequence[str], now: datetime
+    kind: str,
+    mesh_id: str,
+    mesh_name: str,
+    version: str,
+    clusters: Sequence[str],
+    now: datetime,
+    documents: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[NewJob]:
-    """Per cluster, one after another: checks and install (create) or gateways and uninstall (delete)."""
+    """Per cluster, one after another: checks and install (create) or gateways and uninstall (delete).
+
+    ``documents`` (delete): the clusters' documents. Namespaces labelled ``istio.io/rev=<the
+    mesh's revision>`` (as a canary upgrade leaves them) are reverted to their previous injection
+    labels before the control plane is uninstalled, which refuses to remove a revision in use.
+    """
     root_id = str(uuid.uuid4())
     jobs = [
         _node(
@@ -66,10 +77,20 @@ def plan_lifecycle(
                 ("InstallGateways", target, common),
             ]
         else:
-            leaves += [
-                ("RemoveGateways", target, {**common, "revision": revision}),
-                ("UninstallControlPlane", target, {**common, "revision": revision}),
-            ]
+            leaves.append(("RemoveGateways", target, {**common, "revision": revision}))
+            users = revision_users((documents or {}).get(cluster, {}), revision)
+            if users:
+                leaves.append(("RevertNamespaces", target, {**common, "namespaces": users}))
+            leaves.append(("UninstallControlPlane", target, {**common, "revision": revision}))
     for position, (job_type, target, payload) in enumerate(leaves):
         jobs.append(_node(str(uuid.uuid4()), root_id, root_id, position, job_type, target, payload, now))
     return jobs
+
+
+def revision_users(document: Mapping[str, Any], revision: str) -> list[str]:
+    """Names of the namespaces of a cluster document labelled ``istio.io/rev=<revision>``."""
+    return [
+        str(namespace.get("name"))
+        for namespace in document.get("namespaces") or []
+        if (namespace.get("labels") or {}).get(REVISION_LABEL) == revision
+    ]

@@ -154,7 +154,10 @@ class MeshService:
         if mesh.phase in BUSY:
             raise Conflict(f"mesh {mesh.name} is {mesh.phase}; wait for its job to finish")
         cluster_ids = [str(c.get("clusterID")) for c in (mesh.clusters or [])]
-        self._start(conn, plans.DELETE, mesh.id, mesh.name, mesh.version, cluster_ids, project_id, now)
+        documents = mesh_store.cluster_documents(conn, mesh.account_id, cluster_ids)
+        self._start(
+            conn, plans.DELETE, mesh.id, mesh.name, mesh.version, cluster_ids, project_id, now, documents
+        )
         mesh_store.set_mesh_state(conn, mesh.id, phase="Deleting", now=now)
         return render_mesh(mesh_store.mesh_by_id(conn, mesh.id))
 
@@ -168,8 +171,9 @@ class MeshService:
         clusters: list[str],
         project_id: str,
         now: datetime,
+        documents: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        jobs = plans.plan_lifecycle(kind, mesh_id, name, version, clusters, now)
+        jobs = plans.plan_lifecycle(kind, mesh_id, name, version, clusters, now, documents)
         job_store.insert_nodes(conn, jobs, mesh_id=mesh_id, project_id=project_id)
         self.schedule(conn, jobs[0].node.id, now)
 
