@@ -2,8 +2,9 @@
 
 Every call goes through ``AsmClient.call_api`` signed with AK/SK (the SDK has no MeshUpgrade
 methods), as a user of the real service would do it: create a task, PUT each step, poll
-``mesh-job`` until the step's root job ends, read the task. Raw httpx is used only for what the SDK
-cannot send (a wrong Content-Type, malformed JSON). Each test owns a mesh of
+``mesh-job`` until the step's root job ends, read the task (and the mesh's phase and version).
+Raw httpx, signed as the SDK signs, is used only for what the SDK cannot send (a wrong
+Content-Type, malformed JSON). Each test owns a mesh of
 ``upgrade_seed.yaml``, so the tests share one server per database backend; simulated clusters take
 no time (``--sim-speed 0``) except on the one server that shows a running step (asm-api.md §4, §5,
 §7).
@@ -12,6 +13,7 @@ no time (``--sim-speed 0``) except on the one server that shows a running step (
 from __future__ import annotations
 
 import copy
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -695,13 +697,14 @@ def test_invalid_requests_are_400_naming_the_field(upgrade_server: ServerProcess
         body[section][key] = value
         invalid(api.create, body, says=(message,))
     invalid(api.create, {"kind": "MeshUpgrade", "metadata": {"name": "x"}}, says=("spec: required",))
+    invalid(api.create, {"spec": new_task(MESH_INPUT)["spec"]}, says=("metadata",))
+    invalid(api.create, {**new_task(MESH_INPUT), "kind": "Mesh"}, says=("kind: must be MeshUpgrade",))
     invalid(api.create, new_task(MESH_INPUT, "1.15.5-r4"), says=("spec.targetVersion", "not newer"))
     invalid(api.create, new_task(MESH_INPUT, "9.9.9-r9"), says=("spec.targetVersion", "not supported"))
     invalid(api.create, new_task(MESH_INPUT, "1.13.9-r5"), says=("spec.targetVersion", "not newer"))
     tasks_path = f"/v1/{PROJECT}/mesh-upgrade"
-    good = new_task(MESH_INPUT)
-    body = httpx.Request("POST", "http://x", json=good).content
-    _invalid_raw(_raw(upgrade_server, "POST", tasks_path, body, "text/plain"), "Content-Type")
+    good = json.dumps(new_task(MESH_INPUT)).encode()
+    _invalid_raw(_raw(upgrade_server, "POST", tasks_path, good, "text/plain"), "Content-Type")
     _invalid_raw(
         _raw(upgrade_server, "POST", tasks_path, b'{"kind": "MeshUpgrade", ', "application/json"),
         "malformed JSON",
@@ -727,7 +730,7 @@ def test_invalid_requests_are_400_naming_the_field(upgrade_server: ServerProcess
         says=("spec.currentStep.namespaces: only allowed with step DataPlaneUpgrade",),
     )  # fmt: skip
     task_path = f"/v1/{PROJECT}/mesh-upgrade/{task_id}"
-    put_body = httpx.Request("PUT", "http://x", json=step_body("ControlPlaneUpgrade")).content
+    put_body = json.dumps(step_body("ControlPlaneUpgrade")).encode()
     _invalid_raw(
         _raw(upgrade_server, "PUT", task_path, put_body, "application/x-www-form-urlencoded"), "Content-Type"
     )
@@ -743,16 +746,12 @@ def test_invalid_requests_are_400_naming_the_field(upgrade_server: ServerProcess
     )  # fmt: skip
     invalid(api.put, task_id, step_body("DataPlaneUpgrade", ["shop", "shop"]), says=("shop is listed twice",))
     invalid(api.put, task_id, step_body("DataPlaneUpgrade", [""]), says=("spec.currentStep.namespaces[0]",))
-    invalid(
-        api.put,
-        task_id,
-        step_body("DataPlaneUpgrade", "shop"),
-        says=("spec.currentStep.namespaces: must be a list",),
-    )  # type: ignore[arg-type]
+    not_a_list = {"spec": {"currentStep": {"step": "DataPlaneUpgrade", "namespaces": "shop"}}}
+    invalid(api.put, task_id, not_a_list, says=("spec.currentStep.namespaces: must be a list",))
     # The same body as JSON with a charset parameter is fine.
     response = _raw(
         upgrade_server, "PUT", task_path,
-        httpx.Request("PUT", "http://x", json=step_body("DataPlaneUpgrade", ["shop"])).content,
+        json.dumps(step_body("DataPlaneUpgrade", ["shop"])).encode(),
         "application/json;charset=utf-8",
     )  # fmt: skip
     assert response.status_code == 200, response.text

@@ -182,7 +182,10 @@ class UpgradeService:
         self, conn: Connection, caller: Caller, project_id: str, task_id: str, ip: str
     ) -> dict[str, Any]:
         row, _ = self._visible_task(conn, caller, project_id, task_id, ip)
-        if not task_state(row).deletable:
+        state = task_state(row)
+        if state.phase is TaskPhase.RUNNING:
+            raise Conflict(f"{row.step} of upgrade task {row.id} is still running; wait for its job to finish")
+        if not state.deletable:
             raise Conflict(
                 f"upgrade task {row.id} is {row.phase} after {row.step}; roll back or complete first "
                 "(a task can be deleted when Completed, RolledBack, or when it has run only pre-checks)"
