@@ -259,7 +259,10 @@ def worker(
         signal.signal(sig, lambda *_: stop.set())
     pool.start()
     typer.echo(f"meshup worker {rt.engine.owner}: {pool.threads} threads", err=True)
-    stop.wait()
+    # Wake up now and then: a signal the kernel hands to another thread (it may pick any) only
+    # runs its Python handler once the main thread executes again; an endless wait would miss it.
+    while not stop.wait(0.25):
+        pass
     typer.echo("meshup worker: draining", err=True)
     pool.stop()
     rt.db.dispose()

@@ -60,6 +60,7 @@ pytestmark = pytest.mark.e2e
 
 SEED = Path(__file__).with_name("meshes_seed.yaml")
 PROJECT = "0bb2cc3dd4ee5ff6a7b8c9d0e1f2a3b4"
+EU_PROJECT = "1cc3dd4ee5ff6a7b8c9d0e1f2a3b4c5d"
 DOMAIN = "meshers"
 ROOT_USER, ROOT_PASSWORD = "mesh-admin", "MeshAdmin-Passw0rd!"
 KEYS = {
@@ -75,6 +76,7 @@ EP_SHOP = "8d2f1c3b-0000-4000-8000-000000000002"
 MESH_PAY = "6c3d0000-0000-4000-8000-000000000001"  # team=payments, EP payments, cluster pay1
 MESH_SHOP = "6c3d0000-0000-4000-8000-000000000002"  # team=shop, EP shop
 MESH_DIRK = "6c3d0000-0000-4000-8000-000000000003"  # team=payments, deleted by dirk
+MESH_EU = "6c3d0000-0000-4000-8000-000000000004"  # in project eu-west-0, cluster eu1
 MISSING = "00000000-0000-4000-8000-00000000dead"
 
 SOURCE, TARGET = "1.15.7-r1", "1.18.7-r5"
@@ -133,10 +135,10 @@ def idle_server(
 class Sdk:
     """One user's AK/SK-signed official SDK client: the SDK's own mesh methods, call_api for the rest."""
 
-    def __init__(self, server: ServerProcess, who: str) -> None:
+    def __init__(self, server: ServerProcess, who: str, project: str = PROJECT) -> None:
         ak, sk = KEYS[who]
         self.server = server
-        self.client = asm_client(server.url, ak, sk, PROJECT)
+        self.client = asm_client(server.url, ak, sk, project)
 
     def create(self, body: Mesh) -> Any:
         return self.client.create_mesh(CreateMeshRequest(body=body))
@@ -332,6 +334,20 @@ def raw_mesh(
     return body
 
 
+def unset_fields(model: Any, path: str = "") -> list[str]:
+    """Paths of the SDK model attributes (recursively, through lists) that the answer left None."""
+    if isinstance(model, list):
+        return [p for i, item in enumerate(model) for p in unset_fields(item, f"{path}[{i}]")]
+    if not hasattr(model, "openapi_types"):
+        return []
+    found: list[str] = []
+    for attr in model.openapi_types:
+        where = f"{path}.{attr}" if path else attr
+        value = getattr(model, attr)
+        found += [where] if value is None else unset_fields(value, where)
+    return found
+
+
 def tag_map(mesh: Any) -> dict[str, str]:
     return {tag.key: tag.value for tag in mesh.spec.tags or []}
 
@@ -384,7 +400,13 @@ def test_sdk_mesh_lifecycle_with_upgrade(mesh_server: ServerProcess) -> None:
     assert created.metadata.labels == sent.metadata.labels
     created_at = stamp(created.metadata.creation_timestamp)
     assert stamp(created.status.update_timestamp) >= created_at
-    # Every field of the spec comes back as sent, down to the tracing provider's port.
+    # Every field of the SDK model is populated (injection only where given), and the spec comes
+    # back as sent, down to the tracing provider's port.
+    for answer in (created.metadata, created.spec, created.status):
+        assert answer is not None
+    assert unset_fields(Mesh(**{a: getattr(created, a) for a in Mesh.openapi_types})) == [
+        "spec.extend_params.clusters[1].injection"
+    ]
     assert created.spec.to_dict() == sent.spec.to_dict()
 
     running = root.wait_phase(mesh_id, "Running", "CreateFailed")
@@ -394,6 +416,9 @@ def test_sdk_mesh_lifecycle_with_upgrade(mesh_server: ServerProcess) -> None:
     assert stamp(running.status.update_timestamp) >= created_at
     assert running.metadata.to_dict() == created.metadata.to_dict()
     assert running.spec.to_dict() == sent.spec.to_dict()
+    assert unset_fields(Mesh(**{a: getattr(running, a) for a in Mesh.openapi_types})) == [
+        "spec.extend_params.clusters[1].injection"
+    ]
     # The meshup extensions, which the SDK model drops, are on the wire.
     raw = root.raw_show(mesh_id)
     assert raw["spec"]["extendParams"]["enterpriseProjectId"] == "0"
@@ -404,6 +429,7 @@ def test_sdk_mesh_lifecycle_with_upgrade(mesh_server: ServerProcess) -> None:
     assert (listed.api_version, listed.kind) == ("v1", "MeshList")
     mine = [item for item in listed.items if item.metadata.uid == mesh_id]
     assert len(mine) == 1
+    assert unset_fields(mine[0]) == ["spec.extend_params.clusters[1].injection"]
     for part in ("metadata", "spec", "status"):
         assert getattr(mine[0], part).to_dict() == getattr(running, part).to_dict()
     assert {MESH_PAY, MESH_SHOP} <= {item.metadata.uid for item in listed.items}
@@ -490,6 +516,14 @@ def test_sdk_mesh_lifecycle_with_upgrade(mesh_server: ServerProcess) -> None:
     expect(mesh_server, gone, NOT_FOUND, mesh_id)
     assert mesh_id not in {item.metadata.uid for item in root.list().items}
     expect(mesh_server, refused(root.delete, mesh_id), NOT_FOUND, mesh_id)
+    # The namespaces the upgrade moved to the new revision were reverted before its uninstallation.
+    removal = root.job(lifecycle_job_id(mesh_server, mesh_id, "DeleteMesh"))
+    assert removal["status"]["phase"] == "Success"
+    assert [(c["spec"]["type"], c["spec"]["target"]) for c in removal["spec"]["subjobs"]] == [
+        (step, f"cluster {cluster}")
+        for cluster in ("sdk-c1", "sdk-c2")
+        for step in ("RemoveGateways", "RevertNamespaces", "UninstallControlPlane")
+    ]
     # The upgrade task's jobs stay queryable after the mesh is gone (asm-api.md §5).
     assert root.job(task["status"]["jobId"])["status"]["phase"] == "Success"
 
@@ -586,6 +620,22 @@ def test_unknown_mesh_is_404(mesh_server: ServerProcess) -> None:
     expect(mesh_server, refused(root.show, "not-a-uuid"), NOT_FOUND)
 
 
+def test_meshes_of_another_project_are_invisible(mesh_server: ServerProcess) -> None:
+    root, eu = Sdk(mesh_server, "root"), Sdk(mesh_server, "root", EU_PROJECT)
+    for call in (root.show, root.delete):
+        expect(mesh_server, refused(call, MESH_EU), NOT_FOUND, MESH_EU)
+    expect(mesh_server, refused(root.call, "PUT", MESH, {"mesh_id": MESH_EU}, {"config": {}}), NOT_FOUND)
+    assert MESH_EU not in {item.metadata.uid for item in root.list().items}
+    assert [item.metadata.uid for item in eu.list().items] == [MESH_EU]
+    assert eu.show(MESH_EU).metadata.name == "mesh-eu"
+    expect(mesh_server, refused(eu.show, MESH_PAY), NOT_FOUND, MESH_PAY)
+    # Names are per project; clusters are the account's, whatever the project.
+    made = eu.create(sdk_mesh("mesh-pay", ["eu-c2"]))
+    assert eu.wait_phase(made.metadata.uid, "Running", "CreateFailed").status.phase == "Running"
+    expect(mesh_server, refused(eu.create, sdk_mesh("mesh-eu-two", ["pay1"])), CONFLICT, "pay1")
+    assert root.show(MESH_PAY).metadata.name == "mesh-pay"
+
+
 def test_put_changes_the_config_only(mesh_server: ServerProcess) -> None:
     root = Sdk(mesh_server, "root")
     before = root.raw_show(MESH_SHOP)
@@ -643,14 +693,18 @@ def test_delete_while_creating_is_409(idle_server: ServerProcess) -> None:
     expect(idle_server, refused(root.call, "POST", TASKS, None, task), CONFLICT)
     # Its cluster is taken from the moment the mesh is accepted.
     expect(idle_server, refused(root.create, sdk_mesh("mesh-slow-two", ["slow-c1"])), CONFLICT, "slow-c1")
+    # A mesh being deleted cannot be deleted again.
+    assert root.delete(MESH_SHOP).status.phase == "Deleting"
+    expect(idle_server, refused(root.delete, MESH_SHOP), CONFLICT, "mesh-shop", "Deleting")
+    assert root.show(MESH_SHOP).status.phase == "Deleting"
 
 
 # --- (2) creation failure ---------------------------------------------------------------------------
 
 
-def creation_job_id(server: ServerProcess, mesh_id: str) -> str:
-    """The uid of a mesh's CreateMesh job. No API names it (the mesh document has no job id), so
-    the test reads it from the server's database; the job itself is then read through the API."""
+def lifecycle_job_id(server: ServerProcess, mesh_id: str, kind: str = "CreateMesh") -> str:
+    """The uid of a mesh's CreateMesh (DeleteMesh) job, read from the server's database: a deleted
+    mesh's document is gone, and the SDK's model drops the status.jobId extension."""
     engine = sa.create_engine(server.database_url)
     try:
         with engine.connect() as conn:
@@ -658,7 +712,7 @@ def creation_job_id(server: ServerProcess, mesh_id: str) -> str:
                 sa.select(tables.jobs.c.id).where(
                     tables.jobs.c.mesh_id == mesh_id,
                     tables.jobs.c.parent_id.is_(None),
-                    tables.jobs.c.type == "CreateMesh",
+                    tables.jobs.c.type == kind,
                 )
             ).all()
     finally:
@@ -680,7 +734,9 @@ def test_failed_installation_ends_create_failed_with_the_reason(mesh_server: Ser
     reason = "InstallControlPlane cluster quota1: quota exceeded"
     assert raw["status"]["reason"] == reason
 
-    job = root.job(creation_job_id(mesh_server, mesh_id))
+    # The mesh document names its latest lifecycle job (status.jobId, a meshup extension).
+    assert raw["status"]["jobId"] == lifecycle_job_id(mesh_server, mesh_id)
+    job = root.job(raw["status"]["jobId"])
     assert (job["kind"], job["apiVersion"]) == ("Job", "v3")
     assert job["spec"]["type"] == "CreateMesh" and job["spec"]["target"] == "mesh mesh-quota"
     assert job["status"]["phase"] == "Failed"
@@ -719,7 +775,7 @@ def test_unavailable_cluster_ends_create_failed(mesh_server: ServerProcess) -> N
     raw = root.raw_show(mesh_id)
     assert raw["status"]["reason"].startswith("CheckClusterStatus cluster down1: ")
     assert "Unavailable" in raw["status"]["reason"]
-    job = root.job(creation_job_id(mesh_server, mesh_id))
+    job = root.job(lifecycle_job_id(mesh_server, mesh_id))
     assert job["status"]["reason"] == raw["status"]["reason"]
     assert [c["status"]["phase"] for c in job["spec"]["subjobs"]][:2] == ["Failed", "Initializing"]
 
@@ -745,11 +801,20 @@ def test_keystone_token_and_raw_http(mesh_server: ServerProcess) -> None:
             enterprise_project=EP_PAY,
             ipv6Enable=False,
         )
+        # Envelope kind "mesh" is accepted; what the server owns (uid, timestamps, status) and
+        # unknown fields are ignored.
+        body["kind"] = "mesh"
+        body["metadata"].update(uid=MISSING, creationTimestamp="2000-01-01T00:00:00Z", owner="me")
+        body["status"] = {"phase": "Running", "reason": "seeded"}
+        body["spec"]["unknownField"] = {"x": 1}
         response = call("POST", base, body)
         assert response.status_code == 201, response.text
         mesh = response.json()
         mesh_id = mesh["metadata"]["uid"]
         assert (mesh["apiVersion"], mesh["kind"], mesh["status"]["phase"]) == ("v1", "Mesh", "Creating")
+        assert UUID4.match(mesh_id) and mesh_id != MISSING
+        assert mesh["metadata"]["creationTimestamp"] != "2000-01-01T00:00:00Z"
+        assert "unknownField" not in mesh["spec"] and "owner" not in mesh["metadata"]
         assert mesh["spec"]["extendParams"] == {
             "clusters": [{"clusterID": "tok-c1"}],
             "enterpriseProjectId": EP_PAY,

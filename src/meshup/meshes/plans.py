@@ -94,3 +94,11 @@ def revision_users(document: Mapping[str, Any], revision: str) -> list[str]:
         for namespace in document.get("namespaces") or []
         if (namespace.get("labels") or {}).get(REVISION_LABEL) == revision
     ]
+
+
+def has_installation(document: Mapping[str, Any], version: str) -> bool:
+    """Whether a cluster document holds the control plane or gateways of the mesh's revision."""
+    revision = revision_of(version)
+    revisions = (document.get("controlPlane") or {}).get("revisions") or {}
+    gateways = document.get("gateways") or []
+    return revision in revisions or any(gateway.get("revision") == revision for gateway in gateways)

@@ -155,11 +155,18 @@ class MeshService:
             raise Conflict(f"mesh {mesh.name} is {mesh.phase}; wait for its job to finish")
         cluster_ids = [str(c.get("clusterID")) for c in (mesh.clusters or [])]
         documents = mesh_store.cluster_documents(conn, mesh.account_id, cluster_ids)
-        self._start(
-            conn, plans.DELETE, mesh.id, mesh.name, mesh.version, cluster_ids, project_id, now, documents
-        )
+        # Only clusters where the mesh left something behind need an uninstall (a mesh whose
+        # creation failed early may have none, even on a cluster that is now unreachable).
+        installed = [c for c in cluster_ids if plans.has_installation(documents.get(c, {}), mesh.version)]
         mesh_store.set_mesh_state(conn, mesh.id, phase="Deleting", now=now)
-        return render_mesh(mesh_store.mesh_by_id(conn, mesh.id))
+        if installed:
+            self._start(
+                conn, plans.DELETE, mesh.id, mesh.name, mesh.version, installed, project_id, now, documents
+            )
+            return render_mesh(mesh_store.mesh_by_id(conn, mesh.id))
+        document = render_mesh(mesh_store.mesh_by_id(conn, mesh.id))
+        mesh_store.update_mesh(conn, mesh.id, {"deleted_at": now, "updated_at": now})
+        return document
 
     def _start(
         self,
@@ -176,6 +183,7 @@ class MeshService:
         jobs = plans.plan_lifecycle(kind, mesh_id, name, version, clusters, now, documents)
         job_store.insert_nodes(conn, jobs, mesh_id=mesh_id, project_id=project_id)
         self.schedule(conn, jobs[0].node.id, now)
+        mesh_store.update_mesh(conn, mesh_id, {"job_id": jobs[0].node.id})
 
     def on_lifecycle_finished(
         self, conn: Connection, root: JobNode, payloads: Mapping[str, Mapping[str, Any]], now: datetime

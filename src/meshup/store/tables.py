@@ -180,6 +180,7 @@ meshes = Table(
     Column("updated_at", TS, nullable=False),
     # Set when deletion finished: the mesh is gone for the API, its jobs stay queryable.
     Column("deleted_at", TS, nullable=True),
+    Column("job_id", String(36), nullable=True),  # latest CreateMesh/DeleteMesh job
     Index(
         "uq_meshes_live_name",
         "project_id",

@@ -184,7 +184,9 @@ class UpgradeService:
         row, _ = self._visible_task(conn, caller, project_id, task_id, ip)
         state = task_state(row)
         if state.phase is TaskPhase.RUNNING:
-            raise Conflict(f"{row.step} of upgrade task {row.id} is still running; wait for its job to finish")
+            raise Conflict(
+                f"{row.step} of upgrade task {row.id} is still running; wait for its job to finish"
+            )
         if not state.deletable:
             raise Conflict(
                 f"upgrade task {row.id} is {row.phase} after {row.step}; roll back or complete first "

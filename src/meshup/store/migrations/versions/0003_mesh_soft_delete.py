@@ -1,4 +1,4 @@
-"""mesh soft delete: deleted meshes keep their jobs; names are unique among live meshes
+"""mesh soft delete and lifecycle job: deleted meshes keep their jobs; names are unique among live meshes
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +19,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("meshes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("job_id", sa.String(length=36), nullable=True))
         batch_op.drop_constraint("uq_meshes_project_name", type_="unique")
         batch_op.create_index(
             "uq_meshes_live_name",
@@ -33,4 +34,5 @@ def downgrade() -> None:
     with op.batch_alter_table("meshes", schema=None) as batch_op:
         batch_op.drop_index("uq_meshes_live_name")
         batch_op.create_unique_constraint("uq_meshes_project_name", ["project_id", "name"])
+        batch_op.drop_column("job_id")
         batch_op.drop_column("deleted_at")
