@@ -228,6 +228,7 @@ def render_mesh(row: Any) -> dict[str, Any]:
             "phase": row.phase,
             "updateTimestamp": rfc3339(row.updated_at),
             "reason": row.reason or "",
+            "jobId": row.job_id or "",
         },
     }
 
@@ -245,7 +246,7 @@ class MeshModel(BaseModel):
         description="type (InCluster), version, extendParams {clusters[], enterpriseProjectId}, ipv6Enable, tags[], config"
     )
     status: dict[str, Any] | None = Field(
-        None, description="phase, updateTimestamp, reason (meshup extension)"
+        None, description="phase, updateTimestamp; meshup extensions: reason, jobId (latest CreateMesh/DeleteMesh job)"
     )
 
 
