@@ -811,6 +811,8 @@ def test_keystone_token_and_raw_http(mesh_server: ServerProcess) -> None:
         assert response.status_code == 201, response.text
         mesh = response.json()
         mesh_id = mesh["metadata"]["uid"]
+        creation_job = mesh["status"]["jobId"]
+        assert UUID4.match(creation_job)
         assert (mesh["apiVersion"], mesh["kind"], mesh["status"]["phase"]) == ("v1", "Mesh", "Creating")
         assert UUID4.match(mesh_id) and mesh_id != MISSING
         assert mesh["metadata"]["creationTimestamp"] != "2000-01-01T00:00:00Z"
@@ -833,6 +835,7 @@ def test_keystone_token_and_raw_http(mesh_server: ServerProcess) -> None:
         assert mesh["status"] == {
             "phase": "Running",
             "updateTimestamp": mesh["status"]["updateTimestamp"],
+            "jobId": creation_job,
             "reason": "",
         }
         assert TIMESTAMP.match(mesh["status"]["updateTimestamp"])
