@@ -43,6 +43,7 @@ from meshup.meshes.plans import OWNER as MESH_OWNER
 from meshup.meshes.service import MeshService
 from meshup.store import identity as identity_store
 from meshup.store.db import Database, sqlite_path
+from meshup.store.hot import HotReader
 from meshup.upgrades import routes as upgrade_routes
 from meshup.upgrades.service import OWNER, UpgradeService
 from meshup.upgrades.steps import STEPS
@@ -145,6 +146,7 @@ def simulated_driver_factory(timing: SimTiming) -> DriverFactory:
 
 def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:
     rt = runtime or build_runtime(settings, clock=clock)
+    reader = HotReader(rt.db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -157,6 +159,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
             if pool is not None:
                 # Drain: stop claiming, let steps in flight record their outcome.
                 await run_in_threadpool(pool.stop)
+            await reader.close()
             rt.db.dispose()
 
     app = FastAPI(
@@ -208,5 +211,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     ops.install_openapi(app)
     # Outermost: request ids, metrics and the access log for everything, the fast path included.
     return RequestContextMiddleware(
-        MeshJobFastPath(app, rt), metrics=rt.metrics, access_log=settings.access_log
+        MeshJobFastPath(app, rt, reader), metrics=rt.metrics, access_log=settings.access_log
     )

@@ -33,23 +33,23 @@ ROUTE = _Route()
 
 
 class MeshJobFastPath:
-    def __init__(self, app: ASGIApp, rt: Runtime) -> None:
+    def __init__(self, app: ASGIApp, rt: Runtime, reader: HotReader) -> None:
         self.app = app
         self.rt = rt
-        self.reader = HotReader(rt.db)
+        self.reader = reader
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             match = MESH_JOB.fullmatch(scope["path"])
             if match is not None:
                 scope["route"] = ROUTE
-                status, body = self.answer(scope, match.group(1), match.group(2))
+                status, body = await self.answer(scope, match.group(1), match.group(2))
                 await send({"type": "http.response.start", "status": status, "headers": _JSON})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
 
-    def answer(self, scope: Scope, project_id: str, job_id: str) -> tuple[int, bytes]:
+    async def answer(self, scope: Scope, project_id: str, job_id: str) -> tuple[int, bytes]:
         state: dict[str, Any] = scope.setdefault("state", {})
         headers: dict[str, bytes] = {}
         for name, value in scope["headers"]:
@@ -67,7 +67,7 @@ class MeshJobFastPath:
         )
         rt = self.rt
         try:
-            bundle = self.reader.bundle(job_id) if JOB_ID.fullmatch(job_id) else None
+            bundle = await self.reader.bundle(job_id) if JOB_ID.fullmatch(job_id) else None
             epoch = bundle.epoch if bundle is not None else None
             try:
                 if epoch is None:

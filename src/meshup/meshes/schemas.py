@@ -246,7 +246,8 @@ class MeshModel(BaseModel):
         description="type (InCluster), version, extendParams {clusters[], enterpriseProjectId}, ipv6Enable, tags[], config"
     )
     status: dict[str, Any] | None = Field(
-        None, description="phase, updateTimestamp; meshup extensions: reason, jobId (latest CreateMesh/DeleteMesh job)"
+        None,
+        description="phase, updateTimestamp; meshup extensions: reason, jobId (latest CreateMesh/DeleteMesh job)",
     )
 
 

@@ -4,7 +4,7 @@ Everything the GET needs comes back in one round trip and one snapshot: the IAM 
 process's credential caches can be trusted), the mesh's project, enterprise project and tags, and
 every node of the job's tree with timestamps already formatted by the database. It skips the ORM
 layers because this is the request every client polls; the rest of meshup uses SQLAlchemy Core.
-Each thread keeps one connection (in autocommit mode, so a statement is its own snapshot).
+Connections run in autocommit mode, so the one statement is its own snapshot.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from meshup.errors import Unavailable
@@ -43,10 +44,7 @@ def _statement(time_format: str, param: str) -> str:
 
 SQLITE_BUNDLE = _statement(_SQLITE_TIME, "?")
 POSTGRES_BUNDLE = _statement(_PG_TIME, "%s")
-EPOCH_SQL = {
-    "sqlite": "SELECT value FROM epochs WHERE name = 'iam'",
-    "postgresql": "SELECT value FROM epochs WHERE name = 'iam'",
-}
+EPOCH_SQL = "SELECT value FROM epochs WHERE name = 'iam'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,19 +71,14 @@ def _as_is(formatted: str | None) -> str:
     return formatted or ""
 
 
-def read_bundle(cursor: Any, dialect: str, job_id: str) -> JobBundle:
-    """Run the bundle statement on a DBAPI cursor of either database."""
-    sql, epoch_sql = (
-        (SQLITE_BUNDLE, EPOCH_SQL["sqlite"])
-        if dialect == "sqlite"
-        else (POSTGRES_BUNDLE, EPOCH_SQL["postgresql"])
-    )
-    cursor.execute(sql, (job_id,))
-    rows = cursor.fetchall()
+def _statements(dialect: str) -> tuple[str, str]:
+    return (SQLITE_BUNDLE, EPOCH_SQL) if dialect == "sqlite" else (POSTGRES_BUNDLE, EPOCH_SQL)
+
+
+def _bundle(rows: list[Any], dialect: str, epoch_row: Any) -> JobBundle:
     if not rows:
-        cursor.execute(epoch_sql)
-        row = cursor.fetchone()
-        return JobBundle(int(row[0]) if row and row[0] is not None else 0, None, None, None, [], [])
+        epoch = int(epoch_row[0]) if epoch_row and epoch_row[0] is not None else 0
+        return JobBundle(epoch, None, None, None, [], [])
     first = rows[0]
     time = _cut if dialect == "sqlite" else _as_is
     nodes = [
@@ -107,24 +100,36 @@ def read_bundle(cursor: Any, dialect: str, job_id: str) -> JobBundle:
     return JobBundle(int(first[0] or 0), first[1], first[2], first[3], _tags(first[4]), nodes)
 
 
-class HotReader:
-    """One raw, autocommit driver connection per thread, for the mesh-job GET."""
+def read_bundle(cursor: Any, dialect: str, job_id: str) -> JobBundle:
+    """Run the bundle statement on a DBAPI cursor of either database."""
+    sql, epoch_sql = _statements(dialect)
+    cursor.execute(sql, (job_id,))
+    rows = cursor.fetchall()
+    epoch_row = None
+    if not rows:
+        cursor.execute(epoch_sql)
+        epoch_row = cursor.fetchone()
+    return _bundle(rows, dialect, epoch_row)
 
-    def __init__(self, db: Database) -> None:
+
+class HotReader:
+    """Where the mesh-job GET reads: on SQLite one raw autocommit connection per thread (a local
+    file read is cheaper than any hand-off); on PostgreSQL a small pool of asynchronous connections,
+    so the event loop serves other requests while a query is on the wire."""
+
+    def __init__(self, db: Database, *, pool_size: int = 8) -> None:
         self.db = db
         self.dialect = "sqlite" if db.is_sqlite else "postgresql"
+        self.pool_size = pool_size
         self._local = threading.local()
+        self._pool: Any = None
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.db.read_engine.raw_connection()
-            if self.dialect == "postgresql":
-                conn.driver_connection.autocommit = True  # type: ignore[union-attr]
-            self._local.conn = conn
-        return conn
+    async def bundle(self, job_id: str) -> JobBundle:
+        if self.dialect == "sqlite":
+            return self._sqlite_bundle(job_id)
+        return await self._postgres_bundle(job_id)
 
-    def bundle(self, job_id: str) -> JobBundle:
+    def _sqlite_bundle(self, job_id: str) -> JobBundle:
         try:
             cursor = self._connection().cursor()
             try:
@@ -134,6 +139,48 @@ class HotReader:
         except (DBAPIError, self.db.driver_errors) as exc:
             self._discard()
             raise Unavailable("the database is unreachable right now; retry shortly") from exc
+
+    async def _postgres_bundle(self, job_id: str) -> JobBundle:
+        import psycopg
+        from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+        if self._pool is None:
+            conninfo = (
+                make_url(self.db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+            )
+            pool = AsyncConnectionPool(
+                conninfo,
+                min_size=1,
+                max_size=self.pool_size,
+                kwargs={"autocommit": True},
+                open=False,
+                timeout=10,
+            )
+            await pool.open(wait=False)
+            self._pool = pool
+        sql, epoch_sql = _statements(self.dialect)
+        try:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(sql, (job_id,))
+                rows = await cursor.fetchall()
+                epoch_row = None
+                if not rows:
+                    epoch_row = await (await conn.execute(epoch_sql)).fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise Unavailable("the database is unreachable right now; retry shortly") from exc
+        return _bundle(list(rows), self.dialect, epoch_row)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.db.read_engine.raw_connection()
+            self._local.conn = conn
+        return conn
 
     def _discard(self) -> None:
         conn = getattr(self._local, "conn", None)
