@@ -26,3 +26,14 @@ def pytest_report_header() -> str:
 @pytest.fixture(params=backends())
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that exist only for PostgreSQL are not collected without it (not skipped: CI has it)."""
+    if postgres_base_url():
+        return
+    kept = [item for item in items if item.get_closest_marker("postgres") is None]
+    dropped = [item for item in items if item.get_closest_marker("postgres") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
