@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from meshup.seed import JOB_TYPES, ROOT_JOB_TYPES, SeedError, SeedNodes, load_seed, parse_seed
+from meshup.seed.schema import JOB_TYPES, ROOT_JOB_TYPES, SeedError, SeedNodes, load_seed, parse_seed
 
 EP = "7c1e0b2a-0000-4000-8000-000000000001"
 

@@ -153,30 +153,27 @@ def load_tree_with_payloads(
     return nodes, payloads
 
 
+def _state(node: JobNode) -> dict[str, Any]:
+    return {
+        "phase": node.phase.value,
+        "reason": node.reason,
+        "started_at": node.started_at,
+        "completed_at": node.completed_at,
+        "updated_at": node.updated_at,
+    }
+
+
 def write_node_state(conn: Connection, node: JobNode) -> None:
-    conn.execute(
-        update(j)
-        .where(j.c.id == node.id)
-        .values(
-            phase=node.phase.value,
-            reason=node.reason,
-            started_at=node.started_at,
-            completed_at=node.completed_at,
-            updated_at=node.updated_at,
-        )
-    )
+    conn.execute(update(j).where(j.c.id == node.id).values(**_state(node)))
 
 
 def finish_leaf(conn: Connection, node: JobNode, result: dict[str, Any] | None) -> None:
+    """A leaf reached Success or Failed: record it and let go of it for good."""
     conn.execute(
         update(j)
         .where(j.c.id == node.id)
         .values(
-            phase=node.phase.value,
-            reason=node.reason,
-            started_at=node.started_at,
-            completed_at=node.completed_at,
-            updated_at=node.updated_at,
+            **_state(node),
             result=result,
             runnable=False,
             lease_owner=None,
