@@ -1,8 +1,15 @@
-"""Crash tests with real processes: API servers and workers over one database, killed with SIGKILL.
+"""Crash tests with real processes: API servers and workers over one database, killed with signals.
 
-What an acknowledged request started must finish, whatever is killed: every step's job reaches
-Success, no job is left Running or leased, and the simulated clusters end in exactly the state the
-jobs report (upgraded meshes on the new revision, the rolled-back mesh as it was before).
+1. Five canary upgrades at once through two API servers, step by step, while a killer SIGKILLs a
+   random worker at random moments (and restarts it) and once kills an API server mid-request.
+   What an acknowledged request started must finish: every step's job reaches Success, no job is
+   left Running or leased, each step ran as one job, and the simulated clusters end in exactly the
+   state the jobs report (upgraded meshes on the new revision, rolled-back meshes as they were).
+2. A worker killed while it holds a lease: the lease expires and another worker finishes the step.
+3. SIGTERM drains a worker: what it has in flight is recorded, it exits 0 and holds no lease.
+
+The killer's random choices come from a seed printed with the run's numbers (``pytest -s``);
+``MESHUP_CRASH_SEED`` repeats them (the timing of the processes is never the same twice).
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ import os
 import random
 import re
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +40,7 @@ from meshup.store.db import normalise_url
 from tests.support.databases import database_url
 from tests.support.processes import (
     ApiProcess,
-    JobsLock,
+    JobsReader,
     MeshupProcess,
     killing_all,
     meshup_env,
@@ -48,6 +57,7 @@ SOURCE_REV, TARGET_REV = "1-15-7-r1", "1-18-7-r5"
 INJECTION, REVISION = "istio-injection", "istio.io/rev"
 LEASE = 2.0
 STEP_DEADLINE = 90.0
+SIM_SPEED = 0.2  # steps take tens of milliseconds to a second: kills land mid-step
 NODES = {"count": 6, "cpu": "8", "memory": "32Gi", "masterLabelled": 3}
 
 
@@ -114,28 +124,60 @@ def mesh_id(name: str) -> str:
 # -- signed HTTP against two API processes ----------------------------------------------------------
 
 
+@dataclass
+class Traffic:
+    """Writes in flight per API server, shared by the clients (the API kill aims at one)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    writes: dict[int, int] = field(default_factory=dict)
+
+    def add(self, port: int, delta: int) -> None:
+        with self.lock:
+            self.writes[port] = self.writes.get(port, 0) + delta
+
+    def busy(self, port: int) -> bool:
+        with self.lock:
+            return self.writes.get(port, 0) > 0
+
+
 class Api:
     """AK/SK-signed calls, alternating between the API processes (the other one when one is down)."""
 
-    def __init__(self, apis: list[ApiProcess]) -> None:
+    def __init__(self, apis: list[ApiProcess], traffic: Traffic | None = None) -> None:
         self.apis = apis
+        self.traffic = traffic or Traffic()
         self._turn = itertools.count()
         self._client = httpx.Client(timeout=10)
+        self._avoid_until: dict[int, float] = {}  # port -> when to try a server that failed again
+        self.lost = 0  # calls whose connection failed (a killed API server)
+        self.lost_writes = 0
 
     def close(self) -> None:
         self._client.close()
 
     def call(self, method: str, path: str, body: Any = None) -> httpx.Response | None:
         """The response, or None when the connection failed (the request may or may not have run)."""
-        api = self.apis[next(self._turn) % len(self.apis)]
+        turn = next(self._turn)
+        rotation = [self.apis[(turn + i) % len(self.apis)] for i in range(len(self.apis))]
+        now = time.monotonic()
+        api = next((a for a in rotation if self._avoid_until.get(a.port, 0.0) <= now), rotation[0])
         content = b"" if body is None else json.dumps(body).encode()
         date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         headers = {"Host": f"127.0.0.1:{api.port}", "X-Sdk-Date": date, "Content-Type": "application/json"}
         headers["Authorization"] = sign(method, path, headers, content, AK, SK, sdk_date=date)
+        write = method != "GET"
+        if write:
+            self.traffic.add(api.port, 1)
         try:
             return self._client.request(method, api.url + path, headers=headers, content=content)
         except httpx.TransportError:
+            self._avoid_until[api.port] = time.monotonic() + 0.5
+            self.lost += 1
+            self.lost_writes += 1 if write else 0
             return None
+        finally:
+            if write:
+                self.traffic.add(api.port, -1)
 
     def read(self, path: str, deadline: float) -> dict[str, Any]:
         """GET until a 200 (reads are safe to repeat)."""
@@ -183,10 +225,10 @@ class Driver:
             self.error = exc
 
     def _run(self) -> None:
-        self._create()
+        self.create()
         self._wait(self.runs[-1])
         for step, namespaces in self.plan.steps:
-            self._start(step, namespaces)
+            self.start(step, namespaces)
             self._wait(self.runs[-1])
         task = self.api.read(self._task_path, time.monotonic() + 30)
         assert task["status"]["phase"] == self.plan.outcome, task
@@ -195,7 +237,8 @@ class Driver:
     def _task_path(self) -> str:
         return f"/v1/{PROJECT}/mesh-upgrade/{self.task_id}"
 
-    def _create(self) -> None:
+    def create(self) -> None:
+        """POST the task (its PreCheck starts at once); retried until it is known to exist."""
         body = {
             "kind": "MeshUpgrade",
             "apiVersion": "v1",
@@ -231,13 +274,15 @@ class Driver:
             time.sleep(0.1)
         raise AssertionError(f"create {self.plan.mesh}: no answer within 30s")
 
-    def _start(self, step: str, namespaces: tuple[str, ...] | None) -> None:
+    def start(self, step: str, namespaces: tuple[str, ...] | None) -> None:
+        """PUT the next step; retried until it is known to have started exactly once."""
         current: dict[str, Any] = {"step": step}
         if namespaces is not None:
             current["namespaces"] = list(namespaces)
         body = {"kind": "MeshUpgrade", "apiVersion": "v1", "spec": {"currentStep": current}}
         previous = self.runs[-1].job_id
         deadline = time.monotonic() + 30
+        lost = False  # an attempt got no answer or a server error: it may have run all the same
         while time.monotonic() < deadline:
             response = self.api.call("PUT", self._task_path, body)
             if response is not None and response.status_code == 200:
@@ -247,14 +292,14 @@ class Driver:
                 return
             if response is not None and response.status_code not in (409, 500, 502, 503, 504):
                 raise AssertionError(f"{self.plan.mesh} {step}: {response.status_code} {response.text}")
-            # No answer, a server error or a conflict: did an earlier attempt start the step?
             task = self.api.read(self._task_path, deadline)
-            if task["status"]["jobId"] != previous:
-                assert task["status"]["step"] == step, task
+            if task["status"]["jobId"] != previous:  # an earlier attempt did start the step
+                assert lost and task["status"]["step"] == step, (response and response.text, task)
                 self.runs.append(StepRun(step, task["status"]["jobId"], False))
                 return
             if response is not None and response.status_code == 409:
                 raise AssertionError(f"{self.plan.mesh} {step}: 409 {response.text}")
+            lost = True
             time.sleep(0.1)
         raise AssertionError(f"{self.plan.mesh} {step}: no answer within 30s")
 
@@ -392,50 +437,68 @@ def check_outcome(
 
 @dataclass
 class Killer:
+    """SIGKILLs a random worker at random moments and restarts it at once; every other kill waits
+    (briefly) for the worker to hold a lease, so that some kills surely land in the middle of a
+    step. Once, it kills an API server while a write request is in flight to it, and restarts it."""
+
     workers: list[MeshupProcess]
     api: ApiProcess
+    traffic: Traffic
+    reader: JobsReader
     rng: random.Random
     kill_api_after: int
     kills: int = 0
+    orphaning_kills: int = 0  # kills that left leases behind, to expire and be taken over
+    orphaned_leases: int = 0
     api_kills: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            while not self.stop.wait(self.rng.uniform(0.4, 1.4)):
+            while not self.stop.wait(self.rng.uniform(0.25, 0.85)):
                 worker = self.rng.choice(self.workers)
+                owner = worker.owner_if_started()
+                if owner is not None and self.kills % 2 == 1:
+                    stop_holding_lease(worker, self.reader, owner, timeout=0.4)
                 worker.kill()
                 self.kills += 1
+                if owner is not None:
+                    held = self.reader.query("SELECT count(*) FROM jobs WHERE lease_owner = ?", owner)[0][0]
+                    self.orphaning_kills += 1 if held else 0
+                    self.orphaned_leases += int(held)
                 worker.start()  # at once, so that progress continues
                 if self.kills == self.kill_api_after:
-                    self.api.kill()
-                    self.api_kills += 1
-                    self.api.start()
+                    self._kill_api()
         except BaseException as exc:
             self.error = exc
 
+    def _kill_api(self) -> None:
+        deadline = time.monotonic() + 5
+        while not self.traffic.busy(self.api.port) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(self.rng.uniform(0, 0.01))
+        if self.api.alive:
+            self.api.signal(signal.SIGSTOP)  # freeze the request where it is: committed or not
+        self.api.kill()
+        self.api_kills += 1
+        self.api.start()
 
-MESHES = {"alpha": ("a1", "a2"), "bravo": ("b1", "b2"), "charlie": ("c1", "c2")}
+
+MESHES = {
+    "alpha": ("a1", "a2"),
+    "bravo": ("b1", "b2"),
+    "charlie": ("c1", "c2"),
+    "delta": ("d1", "d2"),
+    "echo": ("e1", "e2"),
+}
+CP, DP, COMPLETE, ROLLBACK = "ControlPlaneUpgrade", "DataPlaneUpgrade", "Complete", "Rollback"
 PLANS = [
-    Plan(
-        "alpha",
-        (
-            ("ControlPlaneUpgrade", None),
-            ("DataPlaneUpgrade", ("shop",)),
-            ("DataPlaneUpgrade", None),
-            ("Complete", None),
-        ),
-        "Completed",
-    ),
-    Plan(
-        "bravo", (("ControlPlaneUpgrade", None), ("DataPlaneUpgrade", None), ("Complete", None)), "Completed"
-    ),
-    Plan(
-        "charlie",
-        (("ControlPlaneUpgrade", None), ("DataPlaneUpgrade", ("payments",)), ("Rollback", None)),
-        "RolledBack",
-    ),
+    Plan("alpha", ((CP, None), (DP, ("shop",)), (DP, None), (COMPLETE, None)), "Completed"),
+    Plan("bravo", ((CP, None), (DP, None), (COMPLETE, None)), "Completed"),
+    Plan("charlie", ((CP, None), (DP, ("payments",)), (ROLLBACK, None)), "RolledBack"),
+    Plan("delta", ((CP, None), (DP, ("payments",)), (DP, ("shop",)), (COMPLETE, None)), "Completed"),
+    Plan("echo", ((CP, None), (DP, ("shop",)), (ROLLBACK, None)), "RolledBack"),
 ]
 
 
@@ -452,9 +515,10 @@ def test_upgrades_survive_killed_workers_and_api(url: str, tmp_path: Path) -> No
     seed.write_text(json.dumps(crash_seed(MESHES)))
     env = meshup_env(url, MASTER_KEY, lease_seconds=LEASE, MESHUP_ACCESS_LOG="0")
     apis = [ApiProcess("api-1", env, tmp_path, seed=seed), ApiProcess("api-2", env, tmp_path)]
-    workers = [worker_process(f"worker-{n}", env, tmp_path, threads=2, sim_speed=0.05) for n in (1, 2)]
+    workers = [worker_process(f"worker-{n}", env, tmp_path, threads=2, sim_speed=SIM_SPEED) for n in (1, 2)]
     started = time.monotonic()
-    with killing_all([*apis, *workers]):
+    with ExitStack() as stack:
+        stack.enter_context(killing_all([*apis, *workers]))
         apis[0].start()
         apis[0].wait_healthy()  # migrated and seeded before anyone else starts
         apis[1].start()
@@ -462,17 +526,25 @@ def test_upgrades_survive_killed_workers_and_api(url: str, tmp_path: Path) -> No
             worker.start()
         apis[1].wait_healthy()
         before = documents(read_tables(url))
-        drivers = [Driver(plan, Api(apis)) for plan in PLANS]
-        killer = Killer(workers, apis[0], rng, kill_api_after=rng.randint(2, 6))
-        threads = [threading.Thread(target=d.run, name=d.plan.mesh) for d in drivers]
-        killer_thread = threading.Thread(target=killer.run, name="killer")
+        traffic = Traffic()
+        drivers = [Driver(plan, Api(apis, traffic)) for plan in PLANS]
+        reader = stack.enter_context(closing(JobsReader(url)))
+        killer = Killer(workers, apis[0], traffic, reader, rng, kill_api_after=rng.randint(2, 6))
+        threads = [threading.Thread(target=d.run, name=d.plan.mesh, daemon=True) for d in drivers]
+        killer_thread = threading.Thread(target=killer.run, name="killer", daemon=True)
+
+        def stop_killer() -> None:  # before the processes are killed: it must restart none after
+            killer.stop.set()
+            killer_thread.join(30)
+
         killer_thread.start()
+        stack.callback(stop_killer)
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join(STEP_DEADLINE * 5)
-        killer.stop.set()
-        killer_thread.join(30)
+        join_by = time.monotonic() + STEP_DEADLINE * (1 + max(len(p.steps) for p in PLANS)) + 30
+        for thread in threads:  # every driver's own waits are bounded; this bounds them all
+            thread.join(max(0.0, join_by - time.monotonic()))
+        stop_killer()
         for driver in drivers:
             driver.api.close()
         logs = "\n".join(p.all_logs() for p in [*apis, *workers])
@@ -486,10 +558,14 @@ def test_upgrades_survive_killed_workers_and_api(url: str, tmp_path: Path) -> No
     check_outcome(tables, PLANS, drivers, MESHES, before)
     steps = sum(len(d.runs) for d in drivers)
     lost = sum(1 for d in drivers for r in d.runs if not r.acknowledged)
+    failed_calls = sum(d.api.lost for d in drivers)
+    failed_writes = sum(d.api.lost_writes for d in drivers)
     leaves = [j for j in tables["jobs"] if j["result"] is not None]
     print(
-        f"\ncrash run (seed {seed_value}): {killer.kills} worker kills, {killer.api_kills} API kill, "
-        f"{steps} steps ({lost} with a lost answer), {len(leaves)} leaves, "
+        f"\ncrash run (seed {seed_value}): {killer.kills} worker kills ({killer.orphaning_kills} left "
+        f"{killer.orphaned_leases} leases held), {killer.api_kills} API kill, "
+        f"{steps} steps ({failed_calls} calls failed to connect or lost their answer, {failed_writes} of them "
+        f"writes; {lost} steps started by a write whose answer was lost), {len(leaves)} leaves, "
         f"max attempt {max(j['attempt'] for j in leaves)}, {time.monotonic() - started:.1f}s; "
         f"slowest step {max(r.seconds for d in drivers for r in d.runs):.1f}s"
     )
@@ -500,8 +576,41 @@ def test_upgrades_survive_killed_workers_and_api(url: str, tmp_path: Path) -> No
 # -- helpers for the single-worker tests -----------------------------------------------------------------
 
 
+def stop_holding_lease(
+    worker: MeshupProcess,
+    reader: JobsReader,
+    owner: str,
+    *,
+    root_id: str | None = None,
+    job_type: str | None = None,
+    timeout: float,
+) -> tuple[str, str, int] | None:
+    """Run ``worker`` in short slices (SIGSTOP/SIGCONT), looking at the jobs while it is stopped,
+    until it is seen holding a lease (on a leaf of ``root_id`` of type ``job_type`` if given).
+    Returns that leaf (id, type, attempt) with the worker left stopped, before it could finish
+    the leaf; or None, with the worker running, when it held none in ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.signal(signal.SIGSTOP)
+        time.sleep(0.002)  # whatever it had already sent to the database has landed
+        rows = reader.query(
+            "SELECT id, type, attempt, root_id FROM jobs WHERE lease_owner = ? AND runnable", owner
+        )
+        rows = [
+            row
+            for row in rows
+            if (root_id is None or row[3] == root_id) and (job_type is None or row[1] == job_type)
+        ]
+        if rows:
+            return str(rows[0][0]), str(rows[0][1]), int(rows[0][2])
+        worker.signal(signal.SIGCONT)
+        time.sleep(0.001)
+    return None
+
+
 def catch_lease(
-    lock: JobsLock,
+    worker: MeshupProcess,
+    reader: JobsReader,
     root_id: str,
     owner: str,
     act: Callable[[], None],
@@ -509,26 +618,12 @@ def catch_lease(
     job_type: str | None = None,
     timeout: float = 30.0,
 ) -> tuple[str, str, int]:
-    """Hold the jobs lock until ``owner`` is seen holding the lease on a leaf of ``root_id``, then
-    ``act`` (kill or stop it) while it is blocked, before it can finish that leaf. Returns the leaf
-    (id, type, attempt)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lock.acquire()
-        try:
-            rows = lock.query(
-                "SELECT id, type, attempt FROM jobs WHERE root_id = ? AND lease_owner = ? AND runnable",
-                root_id,
-                owner,
-            )
-            rows = [row for row in rows if job_type is None or row[1] == job_type]
-            if rows:
-                act()
-                return str(rows[0][0]), str(rows[0][1]), int(rows[0][2])
-        finally:
-            lock.release()
-        time.sleep(0.002)  # let the worker through to its next transaction
-    raise AssertionError(f"worker {owner} never held a lease on a leaf of {root_id}")
+    """Stop ``worker`` while it holds the lease on a leaf of ``root_id``, then ``act`` (kill it, or
+    signal and continue it)."""
+    caught = stop_holding_lease(worker, reader, owner, root_id=root_id, job_type=job_type, timeout=timeout)
+    assert caught is not None, f"worker {owner} never held a lease on a leaf of {root_id}"
+    act()
+    return caught
 
 
 def leaf_row(url: str, job_id: str) -> dict[str, Any]:
@@ -554,7 +649,7 @@ def single_cluster_setup(url: str, tmp_path: Path) -> tuple[ApiProcess, Api, dic
 
 def create_task(api: Api) -> dict[str, Any]:
     driver = Driver(Plan("solo", (), "Waiting"), api)
-    driver._create()
+    driver.create()
     return {"taskId": driver.task_id, "jobId": driver.runs[-1].job_id}
 
 
@@ -565,7 +660,6 @@ def test_expired_lease_is_taken_over_by_another_worker(url: str, tmp_path: Path)
     api_process, api, env = single_cluster_setup(url, tmp_path)
     first = worker_process("worker-a", env, tmp_path, threads=1, sim_speed=1)
     second = worker_process("worker-b", env, tmp_path, threads=1, sim_speed=1)
-    lock = JobsLock(url)
     with killing_all([api_process, first, second]):
         api_process.start()
         api_process.wait_healthy()
@@ -575,13 +669,13 @@ def test_expired_lease_is_taken_over_by_another_worker(url: str, tmp_path: Path)
         assert wait_root(api, created["jobId"], 30)["status"]["phase"] == "Success"
         driver = Driver(Plan("solo", (), "Waiting"), api, task_id=created["taskId"])
         driver.runs.append(StepRun("PreCheck", created["jobId"], True))
-        driver._start("ControlPlaneUpgrade", None)
+        driver.start("ControlPlaneUpgrade", None)
         root = driver.runs[-1].job_id
         # WaitControlPlaneReady takes ~6 s simulated: kill the worker while it holds a leaf's lease.
-        leaf, leaf_type, attempt = catch_lease(
-            lock, root, owner, first.kill, job_type="WaitControlPlaneReady"
-        )
-        lock.close()
+        with closing(JobsReader(url)) as reader:
+            leaf, leaf_type, attempt = catch_lease(
+                first, reader, root, owner, first.kill, job_type="WaitControlPlaneReady"
+            )
         held = leaf_row(url, leaf)
         assert held["lease_owner"] == owner and held["runnable"]  # claimed (maybe not yet started)
         second.start()
@@ -605,7 +699,6 @@ def test_sigterm_drains_the_worker(url: str, tmp_path: Path) -> None:
     api_process, api, env = single_cluster_setup(url, tmp_path)
     first = worker_process("worker-a", env, tmp_path, threads=2, sim_speed=0.3)
     second = worker_process("worker-b", env, tmp_path, threads=2, sim_speed=0.3)
-    lock = JobsLock(url)
     with killing_all([api_process, first, second]):
         api_process.start()
         api_process.wait_healthy()
@@ -615,12 +708,16 @@ def test_sigterm_drains_the_worker(url: str, tmp_path: Path) -> None:
         terminated: list[float] = []
 
         def terminate() -> None:
-            first.signal(signal.SIGTERM)
+            first.signal(signal.SIGTERM)  # handled as soon as it runs again
             terminated.append(time.monotonic())
+            first.signal(signal.SIGCONT)
 
-        leaf, leaf_type, _ = catch_lease(lock, created["jobId"], owner, terminate)
-        lock.close()
-        code = first.wait(timeout=LEASE + 5)
+        with closing(JobsReader(url)) as reader:
+            leaf, leaf_type, _ = catch_lease(first, reader, created["jobId"], owner, terminate)
+        try:
+            code = first.wait(timeout=LEASE + 5)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker did not exit within {LEASE + 5}s of SIGTERM:\n{first.log()}")
         took = time.monotonic() - terminated[0]
         assert code == 0, first.log()
         assert took < LEASE + 3, took

@@ -103,6 +103,10 @@ class MeshupProcess:
                 parts.append(f"--- {path.name}\n{path.read_text(errors='replace')}")
         return "\n".join(parts)
 
+    def owner_if_started(self) -> str | None:
+        found = _OWNER_LINE.search(self.log())
+        return found.group(1) if found else None
+
     def owner(self, timeout: float = 30.0) -> str:
         """A worker's lease owner id, from its start-up line (waits until it has started)."""
         deadline = time.monotonic() + timeout
@@ -163,52 +167,25 @@ def killing_all(processes: list[MeshupProcess]) -> Iterator[list[MeshupProcess]]
                 process.kill()
 
 
-class JobsLock:
-    """Hold the write lock on the ``jobs`` table from the test, so that workers block.
-
-    SQLite: ``BEGIN IMMEDIATE`` taken by spinning (no busy handler, so the lock is grabbed as
-    soon as a writer lets go); PostgreSQL: ``LOCK TABLE jobs IN EXCLUSIVE MODE`` (plain reads
-    still pass, every claim, ``FOR UPDATE`` and update waits in the lock queue). While it is
-    held, what the test reads from ``jobs`` cannot change under it.
-    """
+class JobsReader:
+    """Plain autocommit reads of the database the processes share (each read sees the latest commit)."""
 
     def __init__(self, database_url: str) -> None:
         path = sqlite_path(database_url)
         self._sqlite: sqlite3.Connection | None = None
         self._pg: psycopg.Connection[Any] | None = None
         if path is not None:
-            self._sqlite = sqlite3.connect(path, isolation_level=None, timeout=0)
+            self._sqlite = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         else:
             dsn = make_url(normalise_url(database_url)).set(drivername="postgresql")
             self._pg = psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True)
 
-    def acquire(self, timeout: float = 10.0) -> None:
-        if self._pg is not None:
-            self._pg.execute(f"SET lock_timeout = {int(timeout * 1000)}".encode())
-            self._pg.execute("BEGIN")
-            self._pg.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
-            return
-        assert self._sqlite is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._sqlite.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """``sql`` with ``?`` placeholders."""
         if self._pg is not None:
             return list(self._pg.execute(sql.replace("?", "%s").encode(), params).fetchall())
         assert self._sqlite is not None
         return list(self._sqlite.execute(sql, params).fetchall())
-
-    def release(self) -> None:
-        if self._pg is not None:
-            self._pg.execute("COMMIT")
-        elif self._sqlite is not None:
-            self._sqlite.execute("COMMIT")
 
     def close(self) -> None:
         if self._pg is not None:

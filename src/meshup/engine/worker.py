@@ -217,8 +217,17 @@ class Engine:
                 engine_store.extend_leases(conn, self.owner, in_flight, self.clock.now() + self.config.lease)
 
     def reap(self) -> int:
-        with self.db.write() as conn:
-            return engine_store.reap(conn, self.clock.now())
+        """Release expired leases, one tree per transaction, taking the tree lock first like
+        every other writer of a tree (so reaping never deadlocks with a finishing step)."""
+        now = self.clock.now()
+        with self.db.read() as conn:
+            expired = engine_store.expired_leases(conn, now)
+        released = 0
+        for job_id, root_id in expired:
+            with self.db.write() as conn:
+                engine_store.lock_tree(conn, root_id)
+                released += engine_store.release_expired(conn, job_id, now)
+        return released
 
     def run_until_idle(self, max_leaves: int = 100_000) -> int:
         """Run everything to the end without sleeping: a FixedClock jumps to the next due leaf."""

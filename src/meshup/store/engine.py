@@ -105,11 +105,20 @@ def extend_leases(conn: Connection, owner: str, job_ids: Iterable[str], until: d
         )
 
 
-def reap(conn: Connection, now: datetime) -> int:
-    """Release expired leases so the leaves show as queued and any worker takes them."""
+def expired_leases(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str]]:
+    """(leaf id, root id) of runnable leaves whose lease has run out."""
+    rows = conn.execute(
+        select(j.c.id, j.c.root_id).where(j.c.runnable.is_(True), j.c.lease_expires_at < now).limit(limit)
+    ).all()
+    return [(str(row.id), str(row.root_id)) for row in rows]
+
+
+def release_expired(conn: Connection, job_id: str, now: datetime) -> int:
+    """Release one expired lease so the leaf shows as queued and any worker takes it (the caller
+    holds the tree lock, keeping the lock order root before leaves)."""
     result = conn.execute(
         update(j)
-        .where(j.c.runnable.is_(True), j.c.lease_expires_at < now)
+        .where(j.c.id == job_id, j.c.runnable.is_(True), j.c.lease_expires_at < now)
         .values(lease_owner=None, lease_expires_at=None)
     )
     return int(result.rowcount or 0)
