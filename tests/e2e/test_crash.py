@@ -57,6 +57,8 @@ SOURCE_REV, TARGET_REV = "1-15-7-r1", "1-18-7-r5"
 INJECTION, REVISION = "istio-injection", "istio.io/rev"
 LEASE = 2.0
 STEP_DEADLINE = 90.0
+MIN_KILLS = 10
+KILLS_WAIT = 60.0  # seconds the last step of each upgrade waits for MIN_KILLS kills at most
 SIM_SPEED = 0.2  # steps take tens of milliseconds to a second: kills land mid-step
 NODES = {"count": 6, "cpu": "8", "memory": "32Gi", "masterLabelled": 3}
 
@@ -214,6 +216,9 @@ class StepRun:
 class Driver:
     plan: Plan
     api: Api
+    # Set once enough workers were killed; the last step waits for it, so that however fast this
+    # machine is, the kills land while upgrades still have work in flight.
+    enough_kills: threading.Event = field(default_factory=threading.Event)
     runs: list[StepRun] = field(default_factory=list)
     task_id: str = ""
     error: BaseException | None = None
@@ -227,7 +232,9 @@ class Driver:
     def _run(self) -> None:
         self.create()
         self._wait(self.runs[-1])
-        for step, namespaces in self.plan.steps:
+        for index, (step, namespaces) in enumerate(self.plan.steps):
+            if index == len(self.plan.steps) - 1:
+                self.enough_kills.wait(KILLS_WAIT)
             self.start(step, namespaces)
             self._wait(self.runs[-1])
         task = self.api.read(self._task_path, time.monotonic() + 30)
@@ -451,6 +458,7 @@ class Killer:
     orphaning_kills: int = 0  # kills that left leases behind, to expire and be taken over
     orphaned_leases: int = 0
     api_kills: int = 0
+    enough_kills: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -468,6 +476,8 @@ class Killer:
                     self.orphaning_kills += 1 if held else 0
                     self.orphaned_leases += int(held)
                 worker.start()  # at once, so that progress continues
+                if self.kills >= MIN_KILLS:
+                    self.enough_kills.set()
                 if self.kills == self.kill_api_after:
                     self._kill_api()
         except BaseException as exc:
@@ -527,9 +537,18 @@ def test_upgrades_survive_killed_workers_and_api(url: str, tmp_path: Path) -> No
         apis[1].wait_healthy()
         before = documents(read_tables(url))
         traffic = Traffic()
-        drivers = [Driver(plan, Api(apis, traffic)) for plan in PLANS]
+        enough_kills = threading.Event()
+        drivers = [Driver(plan, Api(apis, traffic), enough_kills) for plan in PLANS]
         reader = stack.enter_context(closing(JobsReader(url)))
-        killer = Killer(workers, apis[0], traffic, reader, rng, kill_api_after=rng.randint(2, 6))
+        killer = Killer(
+            workers,
+            apis[0],
+            traffic,
+            reader,
+            rng,
+            kill_api_after=rng.randint(2, 6),
+            enough_kills=enough_kills,
+        )
         threads = [threading.Thread(target=d.run, name=d.plan.mesh, daemon=True) for d in drivers]
         killer_thread = threading.Thread(target=killer.run, name="killer", daemon=True)
 
@@ -569,7 +588,7 @@ def test_upgrades_survive_killed_workers_and_api(url: str, tmp_path: Path) -> No
         f"max attempt {max(j['attempt'] for j in leaves)}, {time.monotonic() - started:.1f}s; "
         f"slowest step {max(r.seconds for d in drivers for r in d.runs):.1f}s"
     )
-    assert killer.kills >= 10, f"only {killer.kills} kills: the run was too short to mean much"
+    assert killer.kills >= MIN_KILLS, f"only {killer.kills} kills: the run was too short to mean much"
     assert killer.api_kills == 1
 
 
