@@ -586,7 +586,9 @@ def test_every_put_is_refused_while_a_step_runs(realtime_server: ServerProcess) 
             api.put, task_id, step_body(step),
             says=("ControlPlaneUpgrade is still running", "wait for its job to finish"),
         )  # fmt: skip
-    conflict(api.delete, task_id, says=("ControlPlaneUpgrade", "is still running", "wait for its job to finish"))
+    conflict(
+        api.delete, task_id, says=("ControlPlaneUpgrade", "is still running", "wait for its job to finish")
+    )
     assert api.get(task_id)["status"]["phase"] == "Running"
     assert api.mesh(MESH_BUSY) == ("Upgrading", SOURCE)
 
