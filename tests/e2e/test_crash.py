@@ -299,8 +299,10 @@ class Driver:
                 return
             if response is not None and response.status_code not in (409, 500, 502, 503, 504):
                 raise AssertionError(f"{self.plan.mesh} {step}: {response.status_code} {response.text}")
+            # This attempt too may have been applied when its answer was lost or a 5xx.
+            lost = lost or response is None or response.status_code >= 500
             task = self.api.read(self._task_path, deadline)
-            if task["status"]["jobId"] != previous:  # an earlier attempt did start the step
+            if task["status"]["jobId"] != previous:  # an attempt whose answer was lost started the step
                 assert lost and task["status"]["step"] == step, (response and response.text, task)
                 self.runs.append(StepRun(step, task["status"]["jobId"], False))
                 return
