@@ -131,6 +131,12 @@ def serve(
             write_credentials_file(target, demo, settings.advertised_url)
             _print_first_start(settings, demo, target)
     app = create_app(settings, runtime=rt)
+    if not _is_loopback(settings.host):
+        typer.echo(
+            f"meshup: listening on {settings.host}, beyond loopback: anyone who can reach this address may "
+            "try credentials; put TLS in front of it",
+            err=True,
+        )
     typer.echo(f"meshup {__version__} listening on {settings.advertised_url}", err=True)
     uvicorn.run(
         app,
@@ -141,6 +147,17 @@ def serve(
         server_header=False,
         proxy_headers=False,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _print_first_start(settings: Settings, demo: object, path: Path) -> None:
