@@ -165,3 +165,14 @@ def test_migrations_match_the_table_definitions(db: Database) -> None:
     with db.write_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), t.metadata)
     assert diff == []
+
+
+def test_a_new_sqlite_database_is_private(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'private' / 'meshup.db'}")
+    database.migrate()
+    database.dispose()
+    for name in ("meshup.db", "meshup.db-wal", "meshup.db-shm"):
+        path = tmp_path / "private" / name
+        if path.exists():
+            assert path.stat().st_mode & 0o777 == 0o600, name
+    assert (tmp_path / "private" / "meshup.db").exists()

@@ -7,9 +7,10 @@ never blocks writers). PostgreSQL: one pooled engine for both.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class Database:
         # The driver's own error base class: raw-connection users catch it (store.hot).
         self.driver_errors: type[Exception] = sqlite3.Error if self.is_sqlite else _psycopg_error()
         if self.is_sqlite:
+            _create_private(sqlite_path(self.url))
             self.write_engine = self._sqlite_engine(immediate=True)
             self.read_engine = self._sqlite_engine(immediate=False)
         else:
@@ -136,6 +138,16 @@ class Database:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
+
+
+def _create_private(path: Path | None) -> None:
+    """A new SQLite file holds password hashes and sealed keys: readable by its owner only
+    (SQLite gives the -wal and -shm files the same mode)."""
+    if path is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):  # another process created it first
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _psycopg_error() -> type[Exception]:
