@@ -6,7 +6,7 @@ It is plain ASGI (not BaseHTTPMiddleware) because it wraps every request on the 
 from __future__ import annotations
 
 import logging
-import secrets
+import random
 import time
 from typing import Any
 
@@ -36,7 +36,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = secrets.token_hex(16)
+        # Unique, not secret: the module generator (reseeded in forked children) needs no system call.
+        request_id = f"{random.getrandbits(128):032x}"
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         path: str = scope["path"]

@@ -86,6 +86,7 @@ class IdentityService:
         self.clock_skew = clock_skew
         self._caches = _Caches()
         self._lock = threading.Lock()
+        self._time_text: tuple[int, str] = (-1, "")
 
     # -- caches ------------------------------------------------------------------------------
 
@@ -258,6 +259,16 @@ class IdentityService:
 
     # -- authorization -----------------------------------------------------------------------
 
+    def _current_time(self) -> str:
+        """``g:CurrentTime`` has second precision: format it once per second."""
+        now = self.clock.now()
+        second = int(now.timestamp())
+        cached = self._time_text
+        if cached[0] != second:
+            cached = (second, rfc3339(now))
+            self._time_text = cached
+        return cached[1]
+
     def precheck(self, caller: Caller, action: Action, project_id: str) -> None:
         """403 before any lookup when no policy could allow the action anywhere: existence stays hidden."""
         principal = caller.principal
@@ -289,7 +300,7 @@ class IdentityService:
             "g:username": principal.user.name,
             "g:domainname": principal.account.name,
             "g:projectname": region,
-            "g:currenttime": rfc3339(self.clock.now()),
+            "g:currenttime": self._current_time(),
             "g:sourceip": source_ip,
         }
         for tag_key, tag_value in principal.user.tags.items():

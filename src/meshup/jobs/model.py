@@ -99,7 +99,7 @@ def assemble(nodes: Iterable[JobNode]) -> dict[str, JobNode]:
     return by_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every node of every GET, and never changed
 class WireNode:
     """A stored job node with its timestamps already as wire strings (RFC 3339 or "")."""
 
