@@ -72,14 +72,6 @@ class Namespace:
     def revision(self) -> str | None:
         return self.labels.get(REVISION_LABEL)
 
-    def injected_revision(self, default_revision: str | None) -> str | None:
-        """The revision whose sidecar new pods get (Istio: ``istio-injection`` wins over ``istio.io/rev``)."""
-        if self.injection == "enabled":
-            return default_revision
-        if self.injection is not None:
-            return None
-        return self.revision
-
 
 @dataclass(frozen=True, slots=True)
 class Gateway:

@@ -12,7 +12,7 @@ import hmac
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Connection
 
@@ -362,7 +362,3 @@ def _shown(value: str) -> str:
     """Echo a caller-supplied id in a message, bounded and printable."""
     clipped = value[:64]
     return clipped if clipped.isprintable() else repr(clipped)
-
-
-def token_expiry(now: datetime, ttl: timedelta) -> datetime:
-    return now + ttl

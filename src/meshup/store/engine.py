@@ -130,10 +130,6 @@ def next_wake(conn: Connection) -> datetime | None:
     return value
 
 
-def count_runnable(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(j).where(j.c.runnable.is_(True))).scalar() or 0)
-
-
 _TREE_FULL = select(
     j.c.id,
     j.c.parent_id,

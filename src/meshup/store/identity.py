@@ -64,11 +64,6 @@ class UserRecord:
     password_hash: str | None
 
 
-def get_account(conn: Connection, account_id: str) -> Account | None:
-    row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).first()
-    return _account(row) if row else None
-
-
 def find_account(
     conn: Connection, *, account_id: str | None = None, name: str | None = None
 ) -> Account | None:
@@ -119,16 +114,6 @@ def find_project(
         query = query.where(t.projects.c.name == name)
     row = conn.execute(query).first()
     return (row.id, row.name) if row else None
-
-
-def find_project_any_account(conn: Connection, project_id: str) -> tuple[str, str, str] | None:
-    """(project id, project name, account id) of a project id."""
-    row = conn.execute(
-        select(t.projects.c.id, t.projects.c.name, t.projects.c.account_id).where(
-            t.projects.c.id == project_id
-        )
-    ).first()
-    return (row.id, row.name, row.account_id) if row else None
 
 
 def user_policies(conn: Connection, user_id: str) -> list[PolicyRow]:

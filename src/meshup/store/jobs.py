@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
@@ -125,7 +124,3 @@ def delete_tree(conn: Connection, root_id: str) -> None:
 def root_of(conn: Connection, job_id: str) -> str | None:
     value = conn.execute(select(t.jobs.c.root_id).where(t.jobs.c.id == job_id)).scalar()
     return None if value is None else str(value)
-
-
-def newest_update(nodes: Iterable[JobNode]) -> datetime | None:
-    return max((node.updated_at for node in nodes), default=None)

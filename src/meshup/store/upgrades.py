@@ -19,10 +19,6 @@ def get_task(conn: Connection, task_id: str, *, for_update: bool = False) -> Any
     return conn.execute(query).first()
 
 
-def task_by_job(conn: Connection, job_id: str) -> Any:
-    return conn.execute(select(u).where(u.c.job_id == job_id)).first()
-
-
 def active_task_for_mesh(conn: Connection, mesh_id: str) -> Any:
     return conn.execute(select(u).where(u.c.active_mesh_id == mesh_id)).first()
 
