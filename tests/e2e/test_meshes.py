@@ -11,7 +11,6 @@ A second server without engine workers keeps every mesh it creates in ``Creating
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -53,8 +52,8 @@ from huaweicloudsdkcore.utils.http_utils import sanitize_for_serialization
 from meshup.store import tables
 from tests.conftest import backends
 from tests.support.clients import RawJson, asm_client, keystone_token
-from tests.support.databases import database_url
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, serve_backend
+from tests.support.wire import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, REQUEST_ID, TIMESTAMP, UUID4
 
 pytestmark = pytest.mark.e2e
 
@@ -86,16 +85,8 @@ TASKS = "/v1/{project_id}/mesh-upgrade"
 TASK = "/v1/{project_id}/mesh-upgrade/{mesh_upgrade_id}"
 JOB = "/v1/{project_id}/mesh-job/{job_id}"
 
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 WAIT = 20.0
 POLL = 0.05
-
-INVALID = (400, "ASM.01010001")
-FORBIDDEN = (403, "ASM.01000002")
-NOT_FOUND = (404, "ASM.01010002")
-CONFLICT = (409, "ASM.01010003")
 
 
 # --- servers ---------------------------------------------------------------------------------------
@@ -104,13 +95,7 @@ CONFLICT = (409, "ASM.01010003")
 def _serve(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str]
 ) -> Iterator[ServerProcess]:
-    workdir = tmp_path_factory.mktemp(f"{name}-{request.param}")
-    with database_url(str(request.param), workdir) as url:
-        process = start_server(workdir, url, seed=SEED, extra_args=args)
-        try:
-            yield process
-        finally:
-            process.stop()
+    yield from serve_backend(str(request.param), tmp_path_factory, name, SEED, args)
 
 
 @pytest.fixture(scope="module", params=backends())

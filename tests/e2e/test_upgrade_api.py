@@ -28,8 +28,8 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from meshup.iam import signing
 from tests.conftest import backends
 from tests.support.clients import RawJson, asm_client
-from tests.support.databases import database_url
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, serve_backend
+from tests.support.wire import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, TIMESTAMP, UUID4
 
 pytestmark = pytest.mark.e2e
 
@@ -57,16 +57,9 @@ TASKS = "/v1/{project_id}/mesh-upgrade"
 TASK = "/v1/{project_id}/mesh-upgrade/{mesh_upgrade_id}"
 JOB = "/v1/{project_id}/mesh-job/{job_id}"
 MESH = "/v1/{project_id}/meshes/{mesh_id}"
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TERMINAL = ("Success", "Failed")
 JOB_WAIT = 30.0  # seconds: the longest a step's job may take on any server here
 POLL = 0.05
-
-CONFLICT = (409, "ASM.01010003")
-INVALID = (400, "ASM.01010001")
-FORBIDDEN = (403, "ASM.01000002")
-NOT_FOUND = (404, "ASM.01010002")
 
 
 # --- servers ---------------------------------------------------------------------------------------
@@ -75,13 +68,9 @@ NOT_FOUND = (404, "ASM.01010002")
 def _serve(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str, speed: str
 ) -> Iterator[ServerProcess]:
-    workdir = tmp_path_factory.mktemp(f"{name}-{request.param}")
-    with database_url(str(request.param), workdir) as url:
-        process = start_server(workdir, url, seed=SEED, extra_args=["--sim-speed", speed, "--workers", "2"])
-        try:
-            yield process
-        finally:
-            process.stop()
+    yield from serve_backend(
+        str(request.param), tmp_path_factory, name, SEED, ["--sim-speed", speed, "--workers", "2"]
+    )
 
 
 @pytest.fixture(scope="module", params=backends())

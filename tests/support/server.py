@@ -7,8 +7,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -76,3 +78,22 @@ def start_server(
         time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"meshup serve did not become healthy in {timeout}s:\n{server.log()}")
+
+
+def serve_backend(
+    backend: str,
+    tmp_path_factory: Any,
+    name: str,
+    seed: Path,
+    args: list[str],
+) -> Iterator[ServerProcess]:
+    """A fixture body: a server on a fresh database of ``backend``, stopped afterwards."""
+    from tests.support.databases import database_url
+
+    workdir = tmp_path_factory.mktemp(f"{name}-{backend}")
+    with database_url(backend, workdir) as url:
+        process = start_server(workdir, url, seed=seed, extra_args=args)
+        try:
+            yield process
+        finally:
+            process.stop()
