@@ -56,9 +56,13 @@ def request_id(request: Request) -> str:
 def json_body(incoming_request: IncomingRequest) -> Any:
     """Parse a JSON request body; the content type must say JSON (asm-api.md §1)."""
     content_type = incoming_request.headers.get("content-type", b"").decode("latin-1").lower()
-    media_type = content_type.split(";", 1)[0].strip()
+    media_type, *parameters = (part.strip() for part in content_type.split(";"))
     if media_type != "application/json":
         raise InvalidRequest("Content-Type must be application/json")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            raise InvalidRequest("Content-Type: the body must be UTF-8 (charset=utf-8)")
     if not incoming_request.body:
         raise InvalidRequest("request body: required")
     try:
