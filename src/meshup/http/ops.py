@@ -12,6 +12,8 @@ from meshup.http.envelopes import json_response
 from meshup.http.metrics import CONTENT_TYPE
 from meshup.http.runtime import runtime
 from meshup.http.schemas import GatewayError, ServiceError
+from meshup.iam.schemas import TokenRequest
+from meshup.meshes.schemas import MeshConfigUpdate
 
 router = APIRouter(tags=["operations"])
 
@@ -45,6 +47,16 @@ def install_openapi(app: FastAPI) -> None:
         components = document.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
         schemas["GatewayError"] = GatewayError.model_json_schema()
+        for model in (TokenRequest, MeshConfigUpdate):
+            for name, definition in (
+                model.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}).items()
+            ):
+                schemas.setdefault(name, definition)
+            schemas[model.__name__] = {
+                k: v
+                for k, v in model.model_json_schema(ref_template="#/components/schemas/{model}").items()
+                if k != "$defs"
+            }
         schemas["ServiceError"] = ServiceError.model_json_schema()
         components["securitySchemes"] = {
             "iamToken": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},

@@ -5,24 +5,44 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meshup.errors import AuthenticationFailed, InvalidRequest
 from meshup.http.envelopes import json_response, keystone_error
 from meshup.http.requests import incoming, json_body, note_caller
 from meshup.http.runtime import runtime
-from meshup.iam.login import inspect_token, parse_login, token_body
+from meshup.iam.login import IssuedToken, inspect_token, parse_login, token_body
+from meshup.iam.schemas import KeystoneError, ProjectList, TokenResponse
 
 router = APIRouter(tags=["identity"])
 
+
+def _keystone(status: int, text: str) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": KeystoneError, "description": f"{text} (Keystone error envelope)."}}
+
+
 _TOKEN_DOC: dict[int | str, dict[str, Any]] = {
-    201: {"description": "Token issued; the token is in the X-Subject-Token header."},
-    400: {"description": "Malformed request (Keystone error envelope)."},
-    401: {"description": "Authentication failed (Keystone error envelope)."},
+    201: {"model": TokenResponse, "description": "Token issued; the token is in the X-Subject-Token header."},
+    **_keystone(400, "Malformed request"),
+    **_keystone(401, "Authentication failed"),
+    **_keystone(503, "Database unreachable"),
+}
+_TOKEN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}},
+    }
 }
 
 
-@router.post("/v3/auth/tokens", status_code=201, responses=_TOKEN_DOC, summary="Obtain a token (password)")
+@router.post(
+    "/v3/auth/tokens",
+    status_code=201,
+    responses=_TOKEN_DOC,
+    summary="Obtain a token (password)",
+    openapi_extra=_TOKEN_BODY,
+)
 async def create_token(request: Request) -> Response:
     rt = runtime(request)
     try:
@@ -30,13 +50,18 @@ async def create_token(request: Request) -> Response:
         login_request = parse_login(body)
     except InvalidRequest as exc:
         return keystone_error(400, exc.message)
-    failure: AuthenticationFailed | None = None
-    with rt.db.write() as conn:
-        try:
-            issued = rt.login.login(conn, login_request)
-        except AuthenticationFailed as exc:
-            failure = exc  # the failed-attempt counter must still be committed
-    if failure is not None:
+
+    def login() -> tuple[IssuedToken | None, AuthenticationFailed | None]:
+        # Password hashing is slow by design: off the event loop.
+        with rt.db.write() as conn:
+            try:
+                return rt.login.login(conn, login_request), None
+            except AuthenticationFailed as exc:
+                return None, exc  # the failed-attempt counter must still be committed
+
+    issued, failure = await run_in_threadpool(login)
+    if failure is not None or issued is None:
+        failure = failure or AuthenticationFailed("authentication failed")
         rt.metrics.auth_failures.labels("password").inc()
         return keystone_error(401, failure.why)
     request.scope.setdefault("state", {})["principal"] = f"{issued.account.name}/{issued.user.name}"
@@ -44,7 +69,15 @@ async def create_token(request: Request) -> Response:
     return json_response(body_out, 201, headers={"X-Subject-Token": issued.token})
 
 
-@router.get("/v3/auth/tokens", summary="Validate a token", responses={404: {"description": "Token invalid."}})
+@router.get(
+    "/v3/auth/tokens",
+    summary="Validate a token (X-Auth-Token: the caller, X-Subject-Token: the token to check)",
+    responses={
+        200: {"model": TokenResponse, "description": "The token is valid."},
+        **_keystone(401, "The caller's token is not valid"),
+        **_keystone(404, "The subject token is not valid"),
+    },
+)
 async def check_token(request: Request) -> Response:
     rt = runtime(request)
     caller_token = request.headers.get("x-auth-token")
@@ -68,7 +101,14 @@ async def check_token(request: Request) -> Response:
     return json_response(body_out, 200, headers={"X-Subject-Token": subject})
 
 
-@router.get("/v3/projects", summary="List the caller's projects (AK/SK or token)")
+@router.get(
+    "/v3/projects",
+    summary="List the caller's projects (AK/SK or token)",
+    responses={
+        200: {"model": ProjectList, "description": "Projects of the caller's account."},
+        **_keystone(401, "Not authenticated"),
+    },
+)
 async def list_projects(request: Request, name: str | None = None) -> Response:
     rt = runtime(request)
     try:

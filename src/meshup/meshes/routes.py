@@ -83,7 +83,13 @@ async def show_mesh(project_id: str, mesh_id: str, request: Request) -> Response
         200: {"model": MeshModel, "description": "The mesh."},
         **error_responses(400, 401, 403, 404, 503),
     },
-    openapi_extra={"x-iam-action": "asm:mesh:update"},
+    openapi_extra={
+        "x-iam-action": "asm:mesh:update",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MeshConfigUpdate"}}},
+        },
+    },
 )
 async def update_mesh(project_id: str, mesh_id: str, request: Request) -> Response:
     rt = runtime(request)

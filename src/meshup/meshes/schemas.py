@@ -255,3 +255,9 @@ class MeshListModel(BaseModel):
     apiVersion: str = "v1"
     kind: str = "MeshList"
     items: list[MeshModel]
+
+
+class MeshConfigUpdate(BaseModel):
+    """PUT body: the configuration only (proxyConfig, telemetryConfig as the SDK's MeshConfig)."""
+
+    config: dict[str, Any] = Field(description="MeshConfig: proxyConfig, telemetryConfig")
