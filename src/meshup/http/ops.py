@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meshup.http.envelopes import json_response
@@ -25,7 +26,7 @@ async def healthz() -> Response:
 
 @router.get("/readyz", summary="Readiness: the database answers")
 async def readyz(request: Request) -> Response:
-    if runtime(request).db.ping():
+    if await run_in_threadpool(runtime(request).db.ping):  # a slow database must not stall the loop
         return json_response({"status": "ready"})
     return json_response({"status": "database unreachable"}, 503)
 
