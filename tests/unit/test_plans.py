@@ -4,32 +4,34 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from meshup.drivers.base import ClusterFacts, Namespace, Nodes, Workload
 from meshup.jobs.model import Phase, assemble
 from meshup.store.jobs import NewJob
 from meshup.upgrades.model import Step
-from meshup.upgrades.plans import (
-    ClusterView,
-    NamespaceView,
-    PlanContext,
-    injected_namespaces,
-    migrated_by,
-    plan_step,
-)
+from meshup.upgrades.plans import PlanContext, injected_namespaces, migrated_by, plan_step
 
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
-C1 = ClusterView(
+
+
+def namespace(name: str, labels: dict[str, str], *workloads: str) -> Namespace:
+    return Namespace(name, labels, tuple(Workload(w, 1, None) for w in workloads))
+
+
+def cluster(cluster_id: str, *namespaces: Namespace) -> ClusterFacts:
+    return ClusterFacts(cluster_id, "1.28", "Available", Nodes(3, "8", "32Gi", 3), namespaces)
+
+
+C1 = cluster(
     "c1",
-    (
-        NamespaceView("shop", {"istio-injection": "enabled"}, ("cart", "web", "api")),
-        NamespaceView("payments", {"istio.io/rev": "1-15-7-r1"}, ("ledger",)),
-        NamespaceView("tools", {}, ("debug",)),
-        NamespaceView("legacy", {"istio-injection": "disabled", "istio.io/rev": "1-15-7-r1"}, ("old",)),
-    ),
+    namespace("shop", {"istio-injection": "enabled"}, "cart", "web", "api"),
+    namespace("payments", {"istio.io/rev": "1-15-7-r1"}, "ledger"),
+    namespace("tools", {}, "debug"),
+    namespace("legacy", {"istio-injection": "disabled", "istio.io/rev": "1-15-7-r1"}, "old"),
 )
-C2 = ClusterView("c2", (NamespaceView("shop", {"istio-injection": "enabled"}, ("cart",)),))
+C2 = cluster("c2", namespace("shop", {"istio-injection": "enabled"}, "cart"))
 
 
-def context(*clusters: ClusterView) -> PlanContext:
+def context(*clusters: ClusterFacts) -> PlanContext:
     return PlanContext(
         "mesh-id",
         "mesh-prod",
@@ -111,12 +113,10 @@ def test_complete_removes_the_old_revision() -> None:
 
 
 def test_rollback_reverts_only_touched_namespaces_and_removes_the_canary() -> None:
-    touched = ClusterView(
+    touched = cluster(
         "c1",
-        (
-            NamespaceView("shop", {"istio.io/rev": "1-18-7-r5"}, ("cart",)),
-            NamespaceView("payments", {"istio-injection": "enabled"}, ("ledger",)),
-        ),
+        namespace("shop", {"istio.io/rev": "1-18-7-r5"}, "cart"),
+        namespace("payments", {"istio-injection": "enabled"}, "ledger"),
     )
     jobs = plan_step(Step.ROLLBACK, context(touched, C2))
     assert [t for _, t, _ in shape(jobs)[1:]] == [

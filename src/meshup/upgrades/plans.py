@@ -1,6 +1,6 @@
 """From an upgrade step to its job tree, per cluster and per namespace (asm-api.md §4).
 
-Pure: the clusters are given as views of their documents. Leaves carry in their payload what
+Pure: the clusters are given as the driver's facts (``drivers.base.ClusterFacts``). Leaves carry in their payload what
 their step function needs (see upgrades.steps); a parent with ``parallel`` runs its children at
 once, any other parent one after another.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from meshup.drivers.base import revision_of
+from meshup.drivers.base import ClusterFacts, Namespace, revision_of
 from meshup.jobs.model import JobNode, Phase
 from meshup.store.jobs import NewJob
 from meshup.upgrades.model import Step
@@ -32,30 +32,7 @@ PRECHECK_PER_CLUSTER = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class NamespaceView:
-    name: str
-    labels: Mapping[str, str]
-    workloads: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterView:
-    id: str
-    namespaces: tuple[NamespaceView, ...]
-
-
-def cluster_view(cluster_id: str, document: Mapping[str, Any]) -> ClusterView:
-    namespaces = []
-    for namespace in document.get("namespaces") or []:
-        workloads = tuple(str(w.get("name")) for w in namespace.get("workloads") or [])
-        namespaces.append(
-            NamespaceView(str(namespace.get("name")), dict(namespace.get("labels") or {}), workloads)
-        )
-    return ClusterView(cluster_id, tuple(namespaces))
-
-
-def is_injected(namespace: NamespaceView, revisions: Sequence[str]) -> bool:
+def is_injected(namespace: Namespace, revisions: Sequence[str]) -> bool:
     """Istio's rule: ``istio-injection`` decides when present; otherwise ``istio.io/rev``."""
     injection = namespace.labels.get(INJECTION_LABEL)
     if injection is not None:
@@ -63,7 +40,7 @@ def is_injected(namespace: NamespaceView, revisions: Sequence[str]) -> bool:
     return namespace.labels.get(REVISION_LABEL) in revisions
 
 
-def injected_namespaces(clusters: Sequence[ClusterView], source_version: str) -> tuple[str, ...]:
+def injected_namespaces(clusters: Sequence[ClusterFacts], source_version: str) -> tuple[str, ...]:
     """Names of the namespaces whose workloads carry the mesh's sidecars, in first-seen order."""
     revision = revision_of(source_version)
     names: list[str] = []
@@ -80,7 +57,7 @@ class PlanContext:
     mesh_name: str
     source_version: str
     target_version: str
-    clusters: Sequence[ClusterView]
+    clusters: Sequence[ClusterFacts]
     now: datetime
     owner: dict[str, Any] = field(default_factory=dict)  # who is told when the root finishes
 
@@ -132,25 +109,25 @@ def plan_step(step: Step, ctx: PlanContext, namespaces: Sequence[str] = ()) -> l
     if step is Step.PRECHECK:
         root_payload["parallel"] = True
     root = tree.add(None, step.value, f"mesh {ctx.mesh_name}", root_payload)
-    first_cluster = ctx.clusters[0].id if ctx.clusters else None
+    first_cluster = ctx.clusters[0].cluster_id if ctx.clusters else None
     if step is Step.PRECHECK:
         tree.add(root, "CheckUpgradePath", f"mesh {ctx.mesh_name}", ctx.common(first_cluster))
         for cluster in ctx.clusters:
             for check in PRECHECK_PER_CLUSTER:
-                tree.add(root, check, f"cluster {cluster.id}", ctx.common(cluster.id))
+                tree.add(root, check, f"cluster {cluster.cluster_id}", ctx.common(cluster.cluster_id))
     elif step is Step.CONTROL_PLANE:
         for cluster in ctx.clusters:
-            target = f"cluster {cluster.id}"
-            tree.add(root, "InstallControlPlane", target, ctx.common(cluster.id))
-            tree.add(root, "WaitControlPlaneReady", target, ctx.common(cluster.id))
-            tree.add(root, "InstallGateways", target, ctx.common(cluster.id))
+            target = f"cluster {cluster.cluster_id}"
+            tree.add(root, "InstallControlPlane", target, ctx.common(cluster.cluster_id))
+            tree.add(root, "WaitControlPlaneReady", target, ctx.common(cluster.cluster_id))
+            tree.add(root, "InstallGateways", target, ctx.common(cluster.cluster_id))
     elif step is Step.DATA_PLANE:
         _plan_data_plane(tree, root, ctx, namespaces)
     elif step is Step.COMPLETE:
         for cluster in ctx.clusters:
-            target = f"cluster {cluster.id}"
-            source = {**ctx.common(cluster.id), "revision": revision_of(ctx.source_version)}
-            tree.add(root, "SwitchDefaultRevision", target, ctx.common(cluster.id))
+            target = f"cluster {cluster.cluster_id}"
+            source = {**ctx.common(cluster.cluster_id), "revision": revision_of(ctx.source_version)}
+            tree.add(root, "SwitchDefaultRevision", target, ctx.common(cluster.cluster_id))
             tree.add(root, "UninstallControlPlane", target, source)
             tree.add(root, "RemoveGateways", target, source)
     elif step is Step.ROLLBACK:
@@ -168,11 +145,11 @@ def _plan_data_plane(tree: _TreeBuilder, root: str, ctx: PlanContext, namespaces
             namespace = next((ns for ns in cluster.namespaces if ns.name == name), None)
             if namespace is None:
                 continue
-            where = f"cluster {cluster.id} / namespace {name}"
-            common = {**ctx.common(cluster.id), "namespace": name}
+            where = f"cluster {cluster.cluster_id} / namespace {name}"
+            common = {**ctx.common(cluster.cluster_id), "namespace": name}
             migrate = tree.add(root, "MigrateNamespace", where, common)
             tree.add(migrate, "RelabelNamespace", where, common)
-            batches = _batches(namespace.workloads)
+            batches = _batches([workload.name for workload in namespace.workloads])
             for index, batch in enumerate(batches, start=1):
                 tree.add(
                     migrate,
@@ -186,13 +163,13 @@ def _plan_data_plane(tree: _TreeBuilder, root: str, ctx: PlanContext, namespaces
 def _plan_rollback(tree: _TreeBuilder, root: str, ctx: PlanContext) -> None:
     target_revision = revision_of(ctx.target_version)
     for cluster in ctx.clusters:
-        where = f"cluster {cluster.id}"
-        common = ctx.common(cluster.id)
+        where = f"cluster {cluster.cluster_id}"
+        common = ctx.common(cluster.cluster_id)
         touched = [ns for ns in cluster.namespaces if ns.labels.get(REVISION_LABEL) == target_revision]
         if touched:
             tree.add(root, "RevertNamespaces", where, {**common, "namespaces": [ns.name for ns in touched]})
             for namespace in touched:
-                batches = _batches(namespace.workloads)
+                batches = _batches([workload.name for workload in namespace.workloads])
                 for index, batch in enumerate(batches, start=1):
                     tree.add(
                         root,

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from meshup.drivers.simulated import facts_of
 from meshup.errors import Conflict, InvalidRequest, NotFound
 from meshup.iam import actions
 from meshup.iam.service import Caller, IdentityService, MeshFacts
@@ -21,7 +22,7 @@ from meshup.store import meshes as mesh_store
 from meshup.store import upgrades as task_store
 from meshup.upgrades import model
 from meshup.upgrades.model import MUTATING, Step, StepRun, TaskPhase, TaskState
-from meshup.upgrades.plans import PlanContext, cluster_view, injected_namespaces, migrated_by, plan_step
+from meshup.upgrades.plans import PlanContext, injected_namespaces, migrated_by, plan_step
 from meshup.upgrades.schemas import UpgradeRequest, parse_upgrade, render_task
 
 OWNER = "upgradeTask"
@@ -210,7 +211,7 @@ class UpgradeService:
     ) -> PlanContext:
         cluster_ids = [str(c.get("clusterID")) for c in (mesh.clusters or [])]
         documents = mesh_store.cluster_documents(conn, mesh.account_id, cluster_ids)
-        views = [cluster_view(cid, documents.get(cid, {})) for cid in cluster_ids]
+        views = [facts_of(cid, documents.get(cid, {})) for cid in cluster_ids]
         return PlanContext(
             mesh_id=mesh.id,
             mesh_name=mesh.name,
