@@ -51,7 +51,7 @@ from huaweicloudsdkcore.utils.http_utils import sanitize_for_serialization
 
 from meshup.store import tables
 from tests.conftest import backends
-from tests.support.clients import RawJson, asm_client, keystone_token
+from tests.support.clients import asm_client, call_json, keystone_token
 from tests.support.server import ServerProcess, serve_backend
 from tests.support.wire import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, REQUEST_ID, TIMESTAMP, UUID4
 
@@ -140,15 +140,7 @@ class Sdk:
     def call(
         self, method: str, path: str, params: dict[str, str] | None = None, body: Any = None
     ) -> tuple[int, dict[str, Any]]:
-        response = self.client.call_api(
-            resource_path=path,
-            method=method,
-            path_params=params or {},
-            header_params={"Content-Type": "application/json"},
-            body=body,
-            response_type=RawJson,
-        )
-        return int(response.status_code), dict(response.to_json_object())
+        return call_json(self.client, method, path, params, body)
 
     def raw_show(self, mesh_id: str) -> dict[str, Any]:
         status, mesh = self.call("GET", MESH, {"mesh_id": mesh_id})

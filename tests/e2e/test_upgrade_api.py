@@ -27,7 +27,7 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 
 from meshup.iam import signing
 from tests.conftest import backends
-from tests.support.clients import RawJson, asm_client
+from tests.support.clients import asm_client, call_json
 from tests.support.server import ServerProcess, serve_backend
 from tests.support.wire import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, TIMESTAMP, UUID4
 
@@ -102,15 +102,7 @@ class Api:
     def call(
         self, method: str, path: str, params: dict[str, str] | None = None, body: Any = None
     ) -> tuple[int, dict[str, Any]]:
-        response = self.client.call_api(
-            resource_path=path,
-            method=method,
-            path_params=params or {},
-            header_params={"Content-Type": "application/json"},
-            body=body,
-            response_type=RawJson,
-        )
-        return int(response.status_code), dict(response.to_json_object())
+        return call_json(self.client, method, path, params, body)
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         status, task = self.call("POST", TASKS, body=body)

@@ -34,16 +34,23 @@ def asm_client(url: str, ak: str, sk: str, project_id: str, *, security_token: s
     )
 
 
-def get_mesh_job(client: Any, job_id: str) -> tuple[int, dict[str, Any]]:
+def call_json(
+    client: Any, method: str, path: str, params: dict[str, str] | None = None, body: Any = None
+) -> tuple[int, dict[str, Any]]:
+    """A call the SDK has no method for (mesh-job, mesh-upgrade), through its own ``call_api``."""
     response = client.call_api(
-        resource_path="/v1/{project_id}/mesh-job/{job_id}",
-        method="GET",
-        path_params={"job_id": job_id},
+        resource_path=path,
+        method=method,
+        path_params=params or {},
         header_params={"Content-Type": "application/json"},
-        body=None,
+        body=body,
         response_type=RawJson,
     )
     return int(response.status_code), dict(response.to_json_object())
+
+
+def get_mesh_job(client: Any, job_id: str) -> tuple[int, dict[str, Any]]:
+    return call_json(client, "GET", "/v1/{project_id}/mesh-job/{job_id}", {"job_id": job_id})
 
 
 def keystone_token(url: str, user: str, password: str, domain: str, project_id: str) -> tuple[str, Any]:
