@@ -1,11 +1,10 @@
-"""AK/SK request signing (auth contract §3) against the shared SDK vectors and the real SDK."""
+"""AK/SK request signing (auth contract §3) against SDK-signed vectors (tests/data/signing.json) and the real SDK."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,18 +30,12 @@ from meshup.iam.signing import (
     verify,
 )
 
-
-def shared_dir() -> Path:
-    """The shared reference folder: ``$MESHUP_SHARED_DIR`` or ``../shared`` next to the repo root."""
-    override = os.environ.get("MESHUP_SHARED_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "shared"
+VECTORS = Path(__file__).resolve().parents[1] / "data" / "signing.json"
 
 
 @cache
 def vectors() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((shared_dir() / "vectors" / "signing.json").read_text("utf-8"))
+    data: dict[str, Any] = json.loads(VECTORS.read_text("utf-8"))
     return data
 
 

@@ -192,3 +192,11 @@ class ClusterDriver(Protocol):
     ) -> None:
         """The listed workloads of the namespace run proxy ``version`` (they were restarted)."""
         ...
+
+
+class ClusterDrivers(Protocol):
+    """Where services, plans and the engine get a driver: one factory, built by the composition root."""
+
+    def for_account(self, account_id: str) -> ClusterDriver:
+        """The driver for the clusters of one account (cluster ids are unique within an account)."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 
 from meshup.errors import Conflict, InvalidRequest
@@ -62,6 +63,36 @@ class TaskState:
         if self.phase in (TaskPhase.COMPLETED, TaskPhase.ROLLED_BACK):
             return True
         return self.phase is not TaskPhase.RUNNING and all(run.step is Step.PRECHECK for run in self.history)
+
+
+@dataclass(slots=True)
+class UpgradeTask:
+    """A canary upgrade task: what was asked (immutable after creation) and where it stands."""
+
+    id: str
+    account_id: str
+    project_id: str
+    mesh_id: str
+    name: str
+    strategy: str
+    target_type: str
+    source_version: str
+    target_version: str
+    state: TaskState
+    step: Step | None  # the step started last
+    step_namespaces: tuple[str, ...]  # what a DataPlaneUpgrade step was asked to migrate
+    job_id: str | None  # root job of the step started last
+    message: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def phase(self) -> TaskPhase:
+        return self.state.phase
+
+    @property
+    def active(self) -> bool:
+        return self.state.phase not in (TaskPhase.COMPLETED, TaskPhase.ROLLED_BACK)
 
 
 def allowed_next(state: TaskState) -> list[Step]:
