@@ -20,9 +20,10 @@ from starlette.types import ASGIApp
 from meshup import __version__
 from meshup.clock import Clock, SystemClock
 from meshup.config import Settings
-from meshup.drivers.simulated import SimulatedDriver
-from meshup.engine.outcome import SimTiming
-from meshup.engine.worker import DriverFactory, Engine, EngineConfig, RootFinished, WorkerPool, schedule
+from meshup.drivers.base import ClusterDrivers
+from meshup.drivers.simulated import SimulatedDrivers
+from meshup.drivers.simulated_timing import SimTiming
+from meshup.engine.worker import Engine, EngineConfig, RootFinished, WorkerPool, schedule
 from meshup.errors import AuthenticationFailed, InvalidRequest, MeshupError, MethodNotAllowed, NotFound
 from meshup.http import ops
 from meshup.http.errors import error_response
@@ -80,10 +81,18 @@ def load_master_key(settings: Settings, db: Database) -> MasterKey:
     return key
 
 
-def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Database | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    db: Database | None = None,
+    drivers: ClusterDrivers | None = None,
+) -> Runtime:
+    """Everything wired; ``drivers`` defaults to simulated clusters in the database."""
     clock = clock or SystemClock()
     db = db or Database(settings.database_url)
     db.migrate()
+    drivers = drivers or SimulatedDrivers(db, clock, SimTiming(speed=settings.sim_speed))
     master_key = load_master_key(settings, db)
     identity = IdentityService(master_key, clock, clock_skew=settings.clock_skew)
     login = LoginService(
@@ -96,15 +105,14 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Databas
             token_ttl=settings.token_ttl,
         ),
     )
-    upgrades = UpgradeService(identity, schedule)
-    timing = SimTiming(speed=settings.sim_speed)
-    meshes = MeshService(identity, schedule, timing)
+    upgrades = UpgradeService(identity, schedule, drivers=drivers)
+    meshes = MeshService(identity, schedule, drivers=drivers)
     engine = Engine(
         db,
         clock,
-        EngineConfig(lease=timedelta(seconds=settings.lease_seconds), timing=timing),
+        EngineConfig(lease=timedelta(seconds=settings.lease_seconds)),
         steps=STEPS,
-        driver_factory=simulated_driver_factory(timing),
+        drivers=drivers,
         on_root_finished=RootDispatcher(
             {OWNER: upgrades.on_step_finished, MESH_OWNER: meshes.on_lifecycle_finished}
         ),
@@ -135,13 +143,6 @@ class RootDispatcher:
         owner = self.owners.get(str(payloads.get(root.id, {}).get("owner", "")))
         if owner is not None:
             owner(conn, root, payloads, now)
-
-
-def simulated_driver_factory(timing: SimTiming) -> DriverFactory:
-    def make(conn: Connection, account_id: str, now: datetime) -> SimulatedDriver:
-        return SimulatedDriver(conn, account_id, now, timing)
-
-    return make
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:

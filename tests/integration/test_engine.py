@@ -1,7 +1,9 @@
-"""The job engine on SQLite and PostgreSQL: racing workers, leases, parent derivation."""
+"""The job engine on SQLite and PostgreSQL: racing workers, leases, parent derivation, and steps
+that run with no database transaction open."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import uuid
 from collections import Counter
@@ -12,16 +14,21 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from meshup.clock import FixedClock, SystemClock
+from meshup.drivers.base import ClusterDriver
 from meshup.engine.outcome import Done, Fail, Outcome, StepContext, Wait
 from meshup.engine.worker import Engine, EngineConfig, schedule
+from meshup.errors import Unavailable
 from meshup.iam.secrets import MasterKey
 from meshup.jobs.model import JobNode, Phase, assemble
 from meshup.seed.apply import apply_seed
 from meshup.seed.schema import parse_seed
 from meshup.store import engine as engine_store
+from meshup.store import identity as identity_store
 from meshup.store import jobs as job_store
 from meshup.store import tables as t
-from meshup.store.db import Database
+from meshup.store.db import Database, sqlite_path
+from meshup.upgrades.steps import STEPS
+from tests.support.fake_driver import FakeDriver, FakeDrivers
 
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 MESH_ID = "9b2f4c1e-0000-4000-8000-0000000000aa"
@@ -111,14 +118,19 @@ class Recorder:
 
 
 def engine_for(
-    db: Database, recorder: Recorder, clock: Any, steps: Mapping[str, Any] | None = None, **config: Any
+    db: Database,
+    recorder: Recorder,
+    clock: Any,
+    steps: Mapping[str, Any] | None = None,
+    drivers: FakeDrivers | None = None,
+    **config: Any,
 ) -> Engine:
     return Engine(
         db,
         clock,
         EngineConfig(**config),
         steps=steps or {"Work": recorder.step},
-        driver_factory=lambda conn, account_id, now: None,
+        drivers=drivers or FakeDrivers(),
         on_root_finished=recorder.on_root_finished,
     )
 
@@ -224,9 +236,9 @@ def test_expired_lease_is_taken_over_and_the_old_owner_cannot_finish(db: Databas
     assert second.reap() == 1
     assert second.run_once()
     assert second_recorder.runs[leaf] == 1
-    first._finish(claimed)  # the first worker wakes up late: nothing happens
+    first._finish(claimed, Fail("late"))  # the first worker's step ends late: nothing is recorded
     nodes = tree(db, root)
-    assert nodes[leaf].phase is Phase.SUCCESS
+    assert nodes[leaf].phase is Phase.SUCCESS and nodes[leaf].reason == ""
     with db.read() as conn:
         attempt = conn.execute(select(t.jobs.c.attempt).where(t.jobs.c.id == leaf)).scalar()
     assert attempt == 2
@@ -238,7 +250,8 @@ def test_step_that_raises_is_retried_then_failed(db: Database) -> None:
     calls: list[int] = []
 
     def step(context: StepContext, _driver: Any) -> Outcome:
-        calls.append(context.attempt)
+        with db.read() as conn:  # the attempt the claim counted (committed before the step runs)
+            calls.append(int(conn.execute(select(t.jobs.c.attempt).where(t.jobs.c.id == leaf)).scalar_one()))
         raise RuntimeError("driver exploded")
 
     engine = engine_for(db, Recorder(), FixedClock(NOW), steps={"Work": step}, max_attempts=3)
@@ -247,3 +260,88 @@ def test_step_that_raises_is_retried_then_failed(db: Database) -> None:
     node = tree(db, root)[leaf]
     assert node.phase is Phase.FAILED
     assert "RuntimeError" in node.reason and "3 attempts" in node.reason
+
+
+def mesh_account(db: Database) -> str:
+    with db.read() as conn:
+        account = identity_store.find_account(conn, name="engine")
+    assert account is not None
+    return str(account.id)
+
+
+def test_steps_run_with_no_transaction_open(db: Database) -> None:
+    """While a step talks to its driver, the engine holds no connection: on SQLite another
+    connection takes the write lock at once, and no pooled connection is checked out."""
+    seed_mesh(db)
+    root, leaves = write_tree(db, 3, parallel=False, leaf_type="InstallControlPlane")
+    with db.write() as conn:  # what the plans put in an InstallControlPlane payload
+        for leaf in leaves:
+            payload = {"cluster": "c1", "targetVersion": "1.18.7-r5", "targetRevision": "1-18-7-r5"}
+            conn.execute(t.jobs.update().where(t.jobs.c.id == leaf).values(payload=payload))
+    seen: list[tuple[int, bool | None]] = []
+
+    def look(_operation: str) -> None:
+        pools = {db.write_engine.pool, db.read_engine.pool}
+        checked_out = sum(pool.checkedout() for pool in pools)  # type: ignore[attr-defined]
+        seen.append((checked_out, _write_lock_free(db)))
+
+    drivers = FakeDrivers(lambda: _watched(FakeDriver(checks_until_done=1), look))
+    engine = engine_for(db, Recorder(), FixedClock(NOW), steps=STEPS, drivers=drivers)
+    assert engine.run_until_idle() == 6  # each leaf waits once, then is done
+    assert tree(db, root)[root].phase is Phase.SUCCESS
+    expected_lock = True if db.is_sqlite else None
+    assert seen == [(0, expected_lock)] * 6
+    # The account comes with the claim: the driver of the mesh's account was asked.
+    assert set(drivers.accounts) == {mesh_account(db)}
+    calls = drivers.accounts[mesh_account(db)].operations("ensure_control_plane")
+    assert [asker.job_id for _, _, asker in calls] == [
+        leaves[0],
+        leaves[0],
+        leaves[1],
+        leaves[1],
+        leaves[2],
+        leaves[2],
+    ]
+
+
+def _watched(driver: FakeDriver, hook: Any) -> FakeDriver:
+    driver.before_operation = hook
+    return driver
+
+
+def _write_lock_free(db: Database) -> bool | None:
+    """SQLite: can a new connection take the write lock without waiting? (None elsewhere)"""
+    path = sqlite_path(db.url)
+    if not db.is_sqlite or path is None:
+        return None
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def test_a_step_that_loses_the_database_leaves_its_lease_to_expire(db: Database) -> None:
+    seed_mesh(db)
+    root, (leaf,) = write_tree(db, 1, parallel=False)
+    clock = FixedClock(NOW)
+    runs: list[str] = []
+
+    def step(context: StepContext, _driver: ClusterDriver) -> Outcome:
+        runs.append(context.job_id)
+        if len(runs) == 1:
+            raise Unavailable("the database is unreachable right now; retry shortly")
+        return Done()
+
+    engine = engine_for(db, Recorder(), clock, steps={"Work": step}, lease=timedelta(seconds=10))
+    assert engine.run_once()
+    with db.read() as conn:
+        row = conn.execute(select(t.jobs.c.lease_owner, t.jobs.c.phase).where(t.jobs.c.id == leaf)).one()
+    assert (row.lease_owner, row.phase) == (engine.owner, "Running")  # nothing recorded
+    assert engine.run_until_idle() == 1  # the lease runs out, the step runs again
+    assert runs == [leaf, leaf]
+    assert tree(db, root)[leaf].phase is Phase.SUCCESS

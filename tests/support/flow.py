@@ -9,8 +9,8 @@ from typing import Any
 from meshup.app import build_runtime
 from meshup.clock import FixedClock
 from meshup.config import Settings
-from meshup.drivers.simulated import SimulatedDriver
-from meshup.engine.outcome import SimTiming
+from meshup.drivers.simulated import SimulatedDrivers
+from meshup.drivers.simulated_timing import SimTiming
 from meshup.http.runtime import Runtime
 from meshup.iam.service import Caller
 from meshup.jobs.model import assemble
@@ -143,10 +143,8 @@ class Flow:
             return mesh_store.mesh_by_id(conn, MESH)
 
     def cluster(self, cluster_id: str) -> dict[str, Any]:
-        with self.rt.db.read() as conn:
-            return SimulatedDriver(
-                conn, self.mesh().account_id, self.clock.now(), SimTiming(speed=0)
-            ).document(cluster_id)
+        drivers = SimulatedDrivers(self.rt.db, self.clock, SimTiming(speed=0))
+        return drivers.for_account(self.mesh().account_id).document(cluster_id)
 
     def tree_types(self, job_id: str) -> list[str]:
         with self.rt.db.read() as conn:

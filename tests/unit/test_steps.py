@@ -1,148 +1,52 @@
-"""Step functions against the simulated driver on a throwaway SQLite database.
+"""Step functions against the in-memory fake driver: no database, no simulated time.
 
-``Sim`` plays the engine's part: it runs a step, and on ``Wait`` advances a fake clock by the
-requested seconds and merges the returned state into the payload, until the step is Done or Failed.
-Each test runs in a transaction that is rolled back, so one migrated database serves the module.
+What each step asks of the driver (and who it says is asking), how it turns the driver's progress
+into Done / Wait / Fail, and the reasons users see. Fault rules and simulated durations belong to
+the simulated driver and are tested with it (tests/integration/test_simulated_driver.py).
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
 
-from meshup.drivers.simulated import SimulatedDriver
-from meshup.engine.outcome import Done, Fail, Outcome, SimTiming, StepContext, Wait
+from meshup.drivers.base import INJECTION_LABEL, REVISION_LABEL, Gateway, Nodes, Progress, Requester, pending
+from meshup.engine.outcome import Done, Fail, Outcome, StepContext, Wait
 from meshup.seed.schema import JOB_TYPES, ROOT_JOB_TYPES
-from meshup.store import accounts as account_store
-from meshup.store import meshes as mesh_store
-from meshup.store.db import Database
-from meshup.upgrades.steps import STEPS, WAIT_KEY
+from meshup.upgrades.prechecks import upgrade_rules
+from meshup.upgrades.steps import RECHECK_SECONDS, STEPS
+from tests.support.fake_driver import RETRY, FakeCluster, FakeDriver, FakeNamespace, FakeWorkload
 
-ACCOUNT = "a" * 32
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 SOURCE, TARGET = "1.15.7-r1", "1.18.7-r5"
 SRC, TGT = "1-15-7-r1", "1-18-7-r5"
-REAL = SimTiming()  # speed 1: control plane ready after 6s, batches 2s, checks 0.3s
-INSTANT = SimTiming(speed=0)
 
 
-@pytest.fixture(scope="module")
-def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    path: Path = tmp_path_factory.mktemp("steps") / "meshup.db"
-    db = Database(f"sqlite:///{path}")
-    db.migrate()
-    with db.write() as conn:
-        account_store.upsert_account(conn, name="acme", account_id=ACCOUNT, enabled=True, now=NOW)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture
-def conn(database: Database) -> Iterator[Connection]:
-    with database.write_engine.connect() as connection:
-        transaction = connection.begin()
-        try:
-            yield connection
-        finally:
-            transaction.rollback()
-
-
-def cluster_document() -> dict[str, Any]:
-    return {
-        "kubernetesVersion": "1.28",
-        "status": "Available",
-        "nodes": {"count": 3, "cpu": "8", "memory": "32Gi", "masterLabelled": 3},
-        "namespaces": [
-            {
-                "name": "shop",
-                "labels": {"istio-injection": "enabled", "team": "shop"},
-                "workloads": [
-                    {"name": "cart", "replicas": 3, "sidecarVersion": None},
-                    {"name": "web", "replicas": 2, "sidecarVersion": None},
-                ],
-            },
-            {
-                "name": "pay",
-                "labels": {"istio.io/rev": SRC},
-                "workloads": [{"name": "api", "replicas": 2, "sidecarVersion": None}],
-            },
-            {
-                "name": "legacy",
-                "labels": {"istio-injection": "disabled"},
-                "workloads": [{"name": "batch", "replicas": 1, "sidecarVersion": None}],
-            },
-            {
-                "name": "plain",
-                "labels": {},
-                "workloads": [{"name": "tool", "replicas": 1, "sidecarVersion": None}],
-            },
-        ],
-    }
-
-
-@dataclass
-class Sim:
-    conn: Connection
-    timing: SimTiming = REAL
-    now: datetime = NOW
-    waits: list[Wait] = field(default_factory=list)
-
-    def driver(self) -> SimulatedDriver:
-        return SimulatedDriver(self.conn, ACCOUNT, self.now, self.timing)
-
-    def put(
-        self, state: dict[str, Any], faults: list[dict[str, Any]] | None = None, cluster: str = "c1"
-    ) -> None:
-        mesh_store.put_cluster(
-            self.conn,
-            account_id=ACCOUNT,
-            cluster_id=cluster,
-            name=cluster,
-            state=state,
-            faults=[{"fired": 0, **fault} for fault in faults or []],
-            now=self.now,
-        )
-
-    def mesh(self, faults: list[dict[str, Any]] | None = None, **changes: Any) -> None:
-        """c1: the cluster document above, adopted by a 1.15.7-r1 mesh."""
-        self.put({**cluster_document(), **changes}, faults)
-        self.driver().adopt("c1", SOURCE)
-
-    def doc(self, cluster: str = "c1") -> dict[str, Any]:
-        return self.driver().document(cluster)
-
-    def once(self, job_type: str, payload: dict[str, Any]) -> Outcome:
-        ctx = StepContext("job-1", job_type, "cluster c1", dict(payload), 1, self.now, self.timing)
-        return STEPS[job_type](ctx, self.driver())
-
-    def run(self, job_type: str, **extra: Any) -> Outcome:
-        """Run a leaf to completion as the engine would (the clock follows the waits)."""
-        payload = {**common(), **extra}
-        for _ in range(100):
-            outcome = self.once(job_type, payload)
-            if not isinstance(outcome, Wait):
-                return outcome
-            self.waits.append(outcome)
-            payload.update(outcome.state)
-            self.now += timedelta(seconds=outcome.seconds)
-        raise AssertionError(f"{job_type} never finished")
-
-    def ok(self, job_type: str, **extra: Any) -> Done:
-        outcome = self.run(job_type, **extra)
-        assert isinstance(outcome, Done), outcome
-        return outcome
-
-    def fail(self, job_type: str, **extra: Any) -> str:
-        outcome = self.run(job_type, **extra)
-        assert isinstance(outcome, Fail), outcome
-        return outcome.reason
+def running_mesh() -> FakeCluster:
+    """c1 running a 1.15.7-r1 mesh: shop injected by label, pay by revision, two others not."""
+    return FakeCluster(
+        namespaces={
+            "shop": FakeNamespace(
+                {INJECTION_LABEL: "enabled", "team": "shop"},
+                {"cart": FakeWorkload(3, SOURCE), "web": FakeWorkload(2, SOURCE)},
+            ),
+            "pay": FakeNamespace({REVISION_LABEL: SRC}, {"api": FakeWorkload(2, SOURCE)}),
+            "legacy": FakeNamespace({INJECTION_LABEL: "disabled"}, {"batch": FakeWorkload(1, None)}),
+            "plain": FakeNamespace({}, {"tool": FakeWorkload(1, None)}),
+        },
+        revisions={SRC: SOURCE},
+        default_revision=SRC,
+        gateways={
+            f"istio-ingressgateway-{SRC}": Gateway(
+                f"istio-ingressgateway-{SRC}",
+                SRC,
+                {"app": "istio-ingressgateway", "istio": "ingressgateway", REVISION_LABEL: SRC},
+            )
+        },
+    )
 
 
 def common() -> dict[str, Any]:
@@ -156,18 +60,48 @@ def common() -> dict[str, Any]:
     }
 
 
+@dataclass
+class Runner:
+    """Runs a step as the engine would: again after each Wait, with the same job id."""
+
+    driver: FakeDriver = field(default_factory=FakeDriver)
+    waits: list[Wait] = field(default_factory=list)
+    jobs: int = 0
+
+    @property
+    def c1(self) -> FakeCluster:
+        return self.driver.cluster("c1")
+
+    def once(self, job_type: str, payload: dict[str, Any], job_id: str = "job-1") -> Outcome:
+        return STEPS[job_type](StepContext(job_id, job_type, "cluster c1", dict(payload), NOW), self.driver)
+
+    def run(self, job_type: str, **extra: Any) -> Outcome:
+        self.jobs += 1
+        payload = {**common(), **extra}
+        for _ in range(50):
+            outcome = self.once(job_type, payload, f"job-{self.jobs}")
+            if not isinstance(outcome, Wait):
+                return outcome
+            self.waits.append(outcome)
+            payload.update(outcome.state)
+        raise AssertionError(f"{job_type} never finished")
+
+    def ok(self, job_type: str, **extra: Any) -> Done:
+        outcome = self.run(job_type, **extra)
+        assert isinstance(outcome, Done), outcome
+        return outcome
+
+    def fail(self, job_type: str, **extra: Any) -> str:
+        outcome = self.run(job_type, **extra)
+        assert isinstance(outcome, Fail), outcome
+        return outcome.reason
+
+
 @pytest.fixture
-def sim(conn: Connection) -> Sim:
-    return Sim(conn)
-
-
-def labels(doc: dict[str, Any], namespace: str) -> dict[str, str]:
-    return next(ns["labels"] for ns in doc["namespaces"] if ns["name"] == namespace)
-
-
-def sidecars(doc: dict[str, Any], namespace: str) -> dict[str, str | None]:
-    ns = next(ns for ns in doc["namespaces"] if ns["name"] == namespace)
-    return {w["name"]: w["sidecarVersion"] for w in ns["workloads"]}
+def runner() -> Runner:
+    r = Runner()
+    r.driver.clusters["c1"] = running_mesh()
+    return r
 
 
 PRECHECKS = [
@@ -181,89 +115,120 @@ PRECHECKS = [
 ]
 
 
-def control_plane(sim: Sim) -> None:
-    sim.ok("InstallControlPlane")
-    sim.ok("WaitControlPlaneReady")
-    sim.ok("InstallGateways")
-
-
-def migrate(sim: Sim, namespace: str, batches: list[list[str]]) -> None:
-    sim.ok("RelabelNamespace", namespace=namespace)
-    for batch in batches:
-        sim.ok("RestartWorkloads", namespace=namespace, workloads=batch, version=TARGET)
-    sim.ok("VerifyProxies", namespace=namespace)
-
-
-# ---------------------------------------------------------------- registry, driver basics
-
-
 def test_every_leaf_job_type_has_a_step() -> None:
     leaves = set(JOB_TYPES) - set(ROOT_JOB_TYPES) - {"MigrateNamespace"}
     assert set(STEPS) == leaves
 
 
-def test_unknown_clusters_are_created_healthy_on_first_reference(sim: Sim) -> None:
-    facts = sim.driver().facts("fresh")
-    assert facts.available and facts.kubernetes_version == "1.28"
-    assert [ns.name for ns in facts.namespaces] == ["default"]
-    assert mesh_store.cluster_row(sim.conn, ACCOUNT, "fresh") is not None
+# ---------------------------------------------------------------- what steps ask, and who asks
 
 
-def test_adoption_makes_a_running_mesh_and_is_idempotent(sim: Sim) -> None:
-    sim.mesh()
-    doc = sim.doc()
-    assert doc["controlPlane"] == {
-        "revisions": {
-            SRC: {
-                "version": SOURCE,
-                "installedAt": "2026-11-27T10:00:00.000000Z",
-                "readyAt": "2026-11-27T10:00:00.000000Z",
-                "neverReady": False,
-            }
-        },
-        "defaultRevision": SRC,
-    }
-    assert doc["gateways"] == [
-        {
-            "name": f"istio-ingressgateway-{SRC}",
-            "revision": SRC,
-            "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway", "istio.io/rev": SRC},
-        }
+@pytest.mark.parametrize(
+    ("job_type", "extra", "operation", "namespace", "result"),
+    [
+        ("InstallControlPlane", {}, "ensure_control_plane", None, {"revision": TGT}),
+        ("InstallGateways", {}, "ensure_gateways", None, {"gateways": [f"istio-ingressgateway-{TGT}"]}),
+        ("RelabelNamespace", {"namespace": "shop"}, "ensure_namespace_revision", "shop", {"revision": TGT}),
+        (
+            "RestartWorkloads",
+            {"namespace": "shop", "workloads": ["cart"], "version": TARGET},
+            "ensure_sidecars",
+            "shop",
+            {"workloads": ["cart"], "version": TARGET},
+        ),
+        (
+            "RemoveGateways",
+            {"revision": SRC},
+            "ensure_gateways_removed",
+            None,
+            {"removed": [f"istio-ingressgateway-{SRC}"]},
+        ),
+        ("CheckClusterStatus", {}, "inspect", None, {}),
+        ("VerifyProxies", {"namespace": "plain", "version": None, "targetVersion": ""}, None, None, None),
+    ],
+)
+def test_a_step_asks_its_operation_as_its_job(
+    runner: Runner,
+    job_type: str,
+    extra: dict[str, Any],
+    operation: str | None,
+    namespace: str | None,
+    result: Any,
+) -> None:
+    if operation is None:  # a payload gap: the step names it and asks nothing
+        assert runner.fail(job_type, **extra) == f"{job_type}: job payload has no 'targetVersion'"
+        assert runner.driver.calls == []
+        return
+    assert runner.ok(job_type, **extra) == Done(result)
+    assert runner.driver.calls == [(operation, "c1", Requester(job_type, "job-1", namespace))]
+
+
+def test_pending_operations_become_waits_and_the_same_job_asks_again() -> None:
+    runner = Runner(FakeDriver(checks_until_done=2))
+    runner.driver.clusters["c1"] = running_mesh()
+    assert runner.ok("InstallControlPlane") == Done({"revision": TGT})
+    assert runner.waits == [Wait(RETRY), Wait(RETRY)]
+    askers = [asker for _, _, asker in runner.driver.calls]
+    assert askers == [Requester("InstallControlPlane", "job-1")] * 3
+    assert runner.c1.revisions == {SRC: SOURCE, TGT: TARGET}
+
+
+def test_a_step_with_two_operations_waits_for_each(runner: Runner) -> None:
+    runner.driver.checks_until_done = 1
+    runner.ok("InstallGateways")  # the target has gateways now
+    runner.driver.calls.clear()
+    runner.waits.clear()
+    outcome = runner.ok("RestoreGateways")
+    assert outcome == Done(
+        {"gateways": [f"istio-ingressgateway-{SRC}"], "removed": [f"istio-ingressgateway-{TGT}"]}
+    )
+    assert [call[0] for call in runner.driver.calls] == [
+        "ensure_gateways",  # not yet: wait
+        "ensure_gateways",  # done
+        "ensure_gateways_removed",  # not yet: wait
+        "ensure_gateways",  # done (asked again: steps keep no state)
+        "ensure_gateways_removed",  # done
     ]
-    assert sidecars(doc, "shop") == {"cart": SOURCE, "web": SOURCE}
-    assert sidecars(doc, "pay") == {"api": SOURCE}
-    assert sidecars(doc, "legacy") == {"batch": None}
-    assert sidecars(doc, "plain") == {"tool": None}
-    sim.now += timedelta(hours=1)
-    sim.driver().adopt("c1", SOURCE)
-    assert sim.doc() == doc
-    assert sim.driver().control_plane_status("c1", SRC).ready
+    assert len(runner.waits) == 2
+
+
+def test_a_driver_without_an_estimate_is_asked_again_soon() -> None:
+    class NoEstimate(FakeDriver):
+        def inspect(self, cluster_id: str, asker: Requester, *, need_available: bool = False) -> Progress:
+            return pending(None, "looking")
+
+    ctx = StepContext("job-1", "CheckClusterStatus", "cluster c1", common(), NOW)
+    assert STEPS["CheckClusterStatus"](ctx, NoEstimate()) == Wait(RECHECK_SECONDS)
+
+
+def test_refusals_become_failures_with_their_reason(runner: Runner) -> None:
+    runner.driver.refusals["ensure_namespace_revision"] = "webhook denied"
+    assert runner.fail("RelabelNamespace", namespace="shop") == "webhook denied"
+    assert runner.c1.namespaces["shop"].labels == {INJECTION_LABEL: "enabled", "team": "shop"}
 
 
 # ---------------------------------------------------------------- pre-checks
 
 
 @pytest.mark.parametrize("job_type", PRECHECKS)
-def test_prechecks_pass_on_a_healthy_cluster(sim: Sim, job_type: str) -> None:
-    sim.mesh()
-    assert sim.ok(job_type) == Done()
-    assert [w.seconds for w in sim.waits] == [pytest.approx(0.3)]  # a check takes simulated time
+def test_prechecks_pass_on_a_healthy_cluster(runner: Runner, job_type: str) -> None:
+    assert runner.ok(job_type) == Done()
+    assert [call[0] for call in runner.driver.calls] == ["inspect"]
 
 
 @pytest.mark.parametrize(
-    ("job_type", "changes", "reason"),
+    ("job_type", "change", "reason"),
     [
         ("CheckClusterStatus", {"status": "Unavailable"}, "cluster c1 is Unavailable"),
         (
             "CheckClusterVersion",
-            {"kubernetesVersion": "1.23"},
+            {"kubernetes_version": "1.23"},
             "cluster c1: Kubernetes 1.23 is not supported by mesh line 1.18 "
             "(supported: 1.25, 1.27, 1.28, 1.29, 1.30, 1.31, 1.32, 1.34)",
         ),
         (
             "CheckResources",
-            # the labelled node carries istiod-1-15-7-r1 and its gateway (0.6 CPU, 2176Mi) already
-            {"nodes": {"count": 2, "cpu": "2", "memory": "4Gi", "masterLabelled": 1}},
+            {"nodes": Nodes(count=2, cpu="2", memory="4Gi", master_labelled=1)},
             "cluster c1: needs 0.6 CPU and 2176Mi free for istiod-1-18-7-r5 and 1 gateway, has 1.4 CPU "
             "and 1920Mi (2 nodes of 2 CPU and 4Gi, 1 labelled for the control plane)",
         ),
@@ -275,379 +240,216 @@ def test_prechecks_pass_on_a_healthy_cluster(sim: Sim, job_type: str) -> None:
         ),
         (
             "CheckGatewayLabels",
-            {"gateways": [{"name": "edge", "revision": SRC, "labels": {"app": "edge"}}]},
+            {"gateways": {"edge": Gateway("edge", SRC, {"app": "edge"})}},
             "cluster c1: gateway edge lacks label istio=ingressgateway needed by the mesh line 1.18 "
             "gateway selector",
         ),
     ],
 )
 def test_prechecks_fail_with_precise_reasons(
-    sim: Sim, job_type: str, changes: dict[str, Any], reason: str
+    runner: Runner, job_type: str, change: dict[str, Any], reason: str
 ) -> None:
-    sim.mesh(**changes)
-    assert sim.fail(job_type) == reason
+    for name, value in change.items():
+        setattr(runner.c1, name, value)
+    assert runner.fail(job_type) == reason
 
 
-def test_injection_label_check_and_upgrade_path_via_steps(sim: Sim) -> None:
-    doc = cluster_document()
-    doc["namespaces"][1]["labels"]["istio-injection"] = "enabled"
-    sim.put(doc)
-    assert sim.fail("CheckInjectionLabels") == (
+def test_injection_label_check_and_upgrade_path(runner: Runner) -> None:
+    runner.c1.namespaces["pay"].labels[INJECTION_LABEL] = "enabled"
+    assert runner.fail("CheckInjectionLabels") == (
         "cluster c1 / namespace pay: has both istio-injection=enabled and istio.io/rev=1-15-7-r1; "
         "remove one of them"
     )
-    assert sim.fail("CheckUpgradePath", targetVersion="1.15.5-r4") == (
+    assert runner.fail("CheckUpgradePath", targetVersion="1.15.5-r4") == (
         "1.15.5-r4 is not newer than the current version 1.15.7-r1"
     )
+    runner.driver.calls.clear()
     mesh_level = {k: v for k, v in common().items() if k != "cluster"}
-    assert isinstance(sim.once("CheckUpgradePath", {**mesh_level, WAIT_KEY: NOW.isoformat()}), Done)
+    assert runner.once("CheckUpgradePath", mesh_level) == Done()
+    assert runner.driver.calls == []  # mesh level: no cluster to look at
+
+
+def test_prechecks_look_at_unavailable_clusters(runner: Runner) -> None:
+    runner.c1.status = "Unavailable"
+    assert runner.ok("CheckClusterVersion") == Done()  # it reports the rules, not the status
 
 
 # ---------------------------------------------------------------- control plane
 
 
-def test_install_control_plane_then_wait_for_it(sim: Sim) -> None:
-    sim.mesh()
-    sim.ok("InstallControlPlane")
-    entry = sim.doc()["controlPlane"]["revisions"][TGT]
-    assert entry == {
-        "version": TARGET,
-        "installedAt": "2026-11-27T10:00:00.000000Z",
-        "readyAt": "2026-11-27T10:00:06.000000Z",
-        "neverReady": False,
+def test_wait_control_plane_ready_waits_as_long_as_the_driver_says() -> None:
+    runner = Runner(FakeDriver(ready_after=3))
+    runner.driver.clusters["c1"] = running_mesh()
+    runner.ok("InstallControlPlane")
+    assert runner.ok("WaitControlPlaneReady") == Done({"revision": TGT})
+    assert runner.waits == [Wait(RETRY)] * 3
+
+
+def test_waiting_for_a_revision_that_is_not_installed_fails(runner: Runner) -> None:
+    assert runner.fail("WaitControlPlaneReady") == "cluster c1: istiod-1-18-7-r5 is not installed"
+
+
+def test_a_revision_that_never_gets_ready_times_out_after_the_expected_time_times_the_rule() -> None:
+    runner = Runner(FakeDriver(expected_ready=4.0))
+    runner.driver.clusters["c1"] = running_mesh()
+    runner.driver.never_ready.add(TGT)
+    runner.ok("InstallControlPlane")
+    factor = upgrade_rules().ready_timeout_factor
+    assert factor == 5
+    assert runner.fail("WaitControlPlaneReady") == "cluster c1: istiod-1-18-7-r5 not ready after 20s"
+    # checks every 5s: 0, 5, 10, 15 seconds old, then 20 = 4s x 5
+    assert runner.waits == [Wait(RETRY)] * 4
+
+
+def test_a_never_ready_revision_with_no_expected_time_fails_at_once() -> None:
+    runner = Runner(FakeDriver(expected_ready=0.0))
+    runner.driver.clusters["c1"] = running_mesh()
+    runner.driver.never_ready.add(TGT)
+    runner.ok("InstallControlPlane")
+    assert runner.fail("WaitControlPlaneReady") == "cluster c1: istiod-1-18-7-r5 not ready after 0s"
+    assert runner.waits == []
+
+
+def test_the_last_wait_is_cut_to_the_timeout() -> None:
+    runner = Runner(FakeDriver(expected_ready=1.5))  # timeout 7.5s; checks every 5s
+    runner.driver.clusters["c1"] = running_mesh()
+    runner.driver.never_ready.add(TGT)
+    runner.ok("InstallControlPlane")
+    assert runner.fail("WaitControlPlaneReady") == "cluster c1: istiod-1-18-7-r5 not ready after 7.5s"
+    assert runner.waits == [Wait(5.0), Wait(2.5)]
+
+
+def test_install_gateways_copies_the_source_gateways(runner: Runner) -> None:
+    runner.c1.gateways = {
+        "edge-1-15-7-r1": Gateway("edge-1-15-7-r1", SRC, {"istio": "ingressgateway", "x": "y"})
     }
-    assert sim.doc()["controlPlane"]["defaultRevision"] == SRC  # the canary is not the default yet
-    sim.now += timedelta(seconds=2)
-    sim.ok("InstallControlPlane")  # a re-run keeps the readyAt it had
-    assert sim.doc()["controlPlane"]["revisions"][TGT] == entry
-    assert sim.ok("WaitControlPlaneReady") == Done({"revision": TGT})
-    assert [w.seconds for w in sim.waits] == [pytest.approx(4.0)]
-    assert sim.now == NOW + timedelta(seconds=6)
-
-
-def test_waiting_for_a_revision_that_is_not_installed_fails(sim: Sim) -> None:
-    sim.mesh()
-    assert sim.fail("WaitControlPlaneReady") == "cluster c1: istiod-1-18-7-r5 is not installed"
-
-
-def test_first_revision_on_a_bare_cluster_becomes_the_default(sim: Sim) -> None:
-    sim.put(cluster_document())
-    sim.ok("InstallControlPlane")
-    assert sim.doc()["controlPlane"]["defaultRevision"] == TGT
-
-
-def test_install_gateways_copies_the_source_gateways(sim: Sim) -> None:
-    sim.mesh(
-        gateways=[
-            {"name": "edge-1-15-7-r1", "revision": SRC, "labels": {"istio": "ingressgateway", "x": "y"}}
-        ]
+    assert runner.ok("InstallGateways") == Done({"gateways": [f"edge-{TGT}"]})
+    assert runner.c1.gateways[f"edge-{TGT}"] == Gateway(
+        f"edge-{TGT}", TGT, {"istio": "ingressgateway", "x": "y", REVISION_LABEL: TGT}
     )
-    assert sim.ok("InstallGateways") == Done({"gateways": [f"edge-{TGT}"]})
-    assert sim.doc()["gateways"][-1] == {
-        "name": f"edge-{TGT}",
-        "revision": TGT,
-        "labels": {"istio": "ingressgateway", "x": "y", "istio.io/rev": TGT},
-    }
-    assert [w.seconds for w in sim.waits] == [pytest.approx(1.0)]
 
 
-def test_install_gateways_without_a_source_installs_the_default_ingress(sim: Sim) -> None:
-    sim.put(cluster_document())
-    sim.ok("InstallGateways", sourceRevision=None, sourceVersion=None)
-    assert [g["name"] for g in sim.doc()["gateways"]] == [f"istio-ingressgateway-{TGT}"]
+def test_install_gateways_without_a_source_asks_for_the_default_ingress(runner: Runner) -> None:
+    runner.ok("InstallGateways", sourceRevision=None, sourceVersion=None)
+    assert f"istio-ingressgateway-{TGT}" in runner.c1.gateways
+
+
+def test_switch_default_revision_needs_the_revision_installed(runner: Runner) -> None:
+    assert runner.fail("SwitchDefaultRevision") == "cluster c1: revision 1-18-7-r5 is not installed"
+    runner.ok("InstallControlPlane")
+    assert runner.ok("SwitchDefaultRevision") == Done({"defaultRevision": TGT})
+    assert runner.c1.default_revision == TGT
+
+
+def test_uninstall_and_remove_gateways_need_an_explicit_revision(runner: Runner) -> None:
+    assert runner.fail("UninstallControlPlane") == "UninstallControlPlane: job payload has no 'revision'"
+    assert runner.fail("RemoveGateways") == "RemoveGateways: job payload has no 'revision'"
+    assert runner.driver.calls == []
+
+
+def test_uninstall_reports_what_it_removed(runner: Runner) -> None:
+    runner.ok("InstallControlPlane")
+    assert runner.ok("UninstallControlPlane", revision=TGT) == Done({"removed": "istiod-1-18-7-r5"})
+    assert TGT not in runner.c1.revisions
 
 
 # ---------------------------------------------------------------- data plane
 
 
-def test_relabel_namespace(sim: Sim) -> None:
-    sim.mesh()
-    sim.ok("RelabelNamespace", namespace="shop")
-    ns = next(ns for ns in sim.doc()["namespaces"] if ns["name"] == "shop")
-    assert ns["labels"] == {"team": "shop", "istio.io/rev": TGT}
-    assert ns["previousInjection"] == {"istio-injection": "enabled"}
-    assert sim.fail("RelabelNamespace", namespace="nope") == "cluster c1: namespace nope not found"
-
-
-def test_restart_workloads_waits_a_batch_then_rolls_the_sidecars(sim: Sim) -> None:
-    sim.mesh()
-    first = sim.once(
-        "RestartWorkloads", {**common(), "namespace": "shop", "workloads": ["cart"], "version": TARGET}
+def test_restart_needs_its_workloads_listed(runner: Runner) -> None:
+    assert runner.fail("RestartWorkloads", namespace="shop", version=TARGET) == (
+        "RestartWorkloads: job payload has no list 'workloads'"
     )
-    assert isinstance(first, Wait) and first.seconds == pytest.approx(2.0)
-    assert first.state == {WAIT_KEY: (NOW + timedelta(seconds=2)).isoformat()}
-    assert sidecars(sim.doc(), "shop") == {"cart": SOURCE, "web": SOURCE}  # nothing yet
-    sim.ok("RestartWorkloads", namespace="shop", workloads=["cart"], version=TARGET)
-    assert sidecars(sim.doc(), "shop") == {"cart": TARGET, "web": SOURCE}
 
 
-def test_restart_workloads_with_speed_zero_completes_in_one_run(sim: Sim) -> None:
-    sim.timing = INSTANT
-    sim.mesh()
-    outcome = sim.once(
-        "RestartWorkloads", {**common(), "namespace": "shop", "workloads": ["cart", "web"], "version": TARGET}
-    )
-    assert outcome == Done({"workloads": ["cart", "web"], "version": TARGET})
-    assert sidecars(sim.doc(), "shop") == {"cart": TARGET, "web": TARGET}
-
-
-def test_restart_of_an_unknown_workload_fails(sim: Sim) -> None:
-    sim.mesh()
-    reason = sim.fail("RestartWorkloads", namespace="shop", workloads=["cart", "ghost"], version=TARGET)
-    assert reason == "cluster c1 / namespace shop: workload ghost not found"
-    assert sidecars(sim.doc(), "shop") == {"cart": SOURCE, "web": SOURCE}
-
-
-def test_verify_proxies(sim: Sim) -> None:
-    sim.mesh()
-    sim.ok("RestartWorkloads", namespace="shop", workloads=["web"], version=TARGET)
-    assert sim.fail("VerifyProxies", namespace="shop") == (
+def test_verify_proxies(runner: Runner) -> None:
+    runner.ok("RestartWorkloads", namespace="shop", workloads=["web"], version=TARGET)
+    assert runner.fail("VerifyProxies", namespace="shop") == (
         "cluster c1 / namespace shop: workload cart runs proxy 1.15.7-r1, expected 1.18.7-r5"
     )
-    assert sim.fail("VerifyProxies", namespace="legacy") == (
+    assert runner.fail("VerifyProxies", namespace="legacy") == (
         "cluster c1 / namespace legacy: workload batch runs no proxy, expected 1.18.7-r5"
     )
-    sim.ok("RestartWorkloads", namespace="shop", workloads=["cart"], version=TARGET)
-    assert sim.ok("VerifyProxies", namespace="shop") == Done({"version": TARGET, "workloads": 2})
-
-
-# ---------------------------------------------------------------- complete
-
-
-def test_uninstall_refuses_while_a_namespace_points_to_the_revision(sim: Sim) -> None:
-    sim.mesh()
-    assert sim.fail("UninstallControlPlane", revision=SRC) == (
-        "cluster c1: cannot uninstall istiod-1-15-7-r1: namespace pay still uses it (istio.io/rev=1-15-7-r1)"
+    assert runner.fail("VerifyProxies", namespace="nope") == "cluster c1: namespace nope not found"
+    runner.ok("RestartWorkloads", namespace="shop", workloads=["cart"], version=TARGET)
+    assert runner.ok("VerifyProxies", namespace="shop") == Done({"version": TARGET, "workloads": 2})
+    assert runner.ok("VerifyProxies", namespace="pay", version=SOURCE) == Done(
+        {"version": SOURCE, "workloads": 1}
     )
-    assert SRC in sim.doc()["controlPlane"]["revisions"]
+    asker = runner.driver.calls[-1][2]
+    assert asker.namespace == "pay"
 
 
-def test_uninstall_and_remove_gateways_need_an_explicit_revision(sim: Sim) -> None:
-    sim.mesh()
-    assert sim.fail("UninstallControlPlane") == "UninstallControlPlane: job payload has no 'revision'"
-    assert sim.fail("RemoveGateways") == "RemoveGateways: job payload has no 'revision'"
-
-
-def test_switch_default_revision_needs_the_revision_installed(sim: Sim) -> None:
-    sim.mesh()
-    assert sim.fail("SwitchDefaultRevision") == "cluster c1: revision 1-18-7-r5 is not installed"
-    sim.ok("InstallControlPlane")
-    sim.ok("SwitchDefaultRevision")
-    assert sim.doc()["controlPlane"]["defaultRevision"] == TGT
-
-
-def test_remove_gateways_removes_only_that_revision(sim: Sim) -> None:
-    sim.mesh()
-    sim.ok("InstallGateways")
-    assert sim.ok("RemoveGateways", revision=SRC) == Done({"removed": [f"istio-ingressgateway-{SRC}"]})
-    assert [g["revision"] for g in sim.doc()["gateways"]] == [TGT]
-
-
-# ---------------------------------------------------------------- idempotency
-
-
-def _prepare(sim: Sim, job_type: str) -> dict[str, Any]:
-    """Bring c1 to where ``job_type`` has something to do; return its extra payload."""
-    sim.mesh()
-    if job_type in ("InstallControlPlane", "InstallGateways"):
-        return {}
-    control_plane(sim)
-    if job_type == "RelabelNamespace":
-        return {"namespace": "shop"}
-    sim.ok("RelabelNamespace", namespace="shop")
-    sim.ok("RelabelNamespace", namespace="pay")
-    if job_type == "RestartWorkloads":
-        return {"namespace": "shop", "workloads": ["cart", "web"], "version": TARGET}
-    if job_type in ("RevertNamespaces", "RestoreGateways"):
-        return {"namespaces": ["shop", "pay"]}
-    if job_type == "UninstallControlPlane":
-        sim.ok("RevertNamespaces", namespaces=["shop", "pay"])
-        return {"revision": TGT}
-    return {"revision": SRC}  # SwitchDefaultRevision, RemoveGateways
+def test_revert_namespaces_names_every_missing_one_and_reverts_nothing(runner: Runner) -> None:
+    runner.ok("RelabelNamespace", namespace="shop")
+    assert runner.fail("RevertNamespaces", namespaces=["shop", "gone", "lost"]) == (
+        "cluster c1: namespaces gone, lost not found"
+    )
+    assert runner.fail("RevertNamespaces", namespaces=["gone"]) == "cluster c1: namespace gone not found"
+    assert runner.c1.namespaces["shop"].labels == {"team": "shop", REVISION_LABEL: TGT}
+    assert runner.ok("RevertNamespaces", namespaces=["shop"]) == Done({"namespaces": ["shop"]})
+    assert runner.c1.namespaces["shop"].labels == {"team": "shop", INJECTION_LABEL: "enabled"}
 
 
 MUTATING = [
-    "InstallControlPlane",
-    "InstallGateways",
-    "RelabelNamespace",
-    "RestartWorkloads",
-    "SwitchDefaultRevision",
-    "UninstallControlPlane",
-    "RemoveGateways",
-    "RevertNamespaces",
-    "RestoreGateways",
+    ("InstallControlPlane", {}),
+    ("InstallGateways", {}),
+    ("RelabelNamespace", {"namespace": "shop"}),
+    ("RestartWorkloads", {"namespace": "shop", "workloads": ["cart"], "version": TARGET}),
+    ("SwitchDefaultRevision", {}),
+    ("UninstallControlPlane", {"revision": TGT}),
+    ("RemoveGateways", {"revision": SRC}),
+    ("RevertNamespaces", {"namespaces": ["shop"]}),
+    ("RestoreGateways", {}),
+    ("WaitControlPlaneReady", {}),
+    ("VerifyProxies", {"namespace": "shop"}),
 ]
 
 
-@pytest.mark.parametrize("job_type", MUTATING)
-def test_mutating_steps_are_idempotent(sim: Sim, job_type: str) -> None:
-    extra = _prepare(sim, job_type)
-    before = sim.doc()
-    sim.ok(job_type, **extra)
-    once = sim.doc()
-    assert once != before, f"{job_type} changed nothing"
-    sim.now += timedelta(minutes=5)
-    sim.ok(job_type, **extra)
-    assert sim.doc() == once
-
-
-@pytest.mark.parametrize("job_type", [*MUTATING, "WaitControlPlaneReady", "VerifyProxies"])
-def test_an_unavailable_cluster_fails_every_cluster_step(sim: Sim, job_type: str) -> None:
-    extra = _prepare(sim, job_type)
-    if job_type == "VerifyProxies":
-        extra = {"namespace": "shop"}
-    doc = sim.doc()
-    doc["status"] = "Unavailable"
-    sim.put(doc)
-    sim.waits.clear()
-    assert sim.fail(job_type, **extra) == "cluster c1 is Unavailable"
-    assert sim.doc() == doc
-    assert sim.waits == []
-
-
-# ---------------------------------------------------------------- faults
-
-
-def test_a_fault_with_times_fires_that_often_then_the_step_succeeds(sim: Sim) -> None:
-    sim.mesh([{"jobType": "InstallControlPlane", "times": 1, "reason": "quota exceeded"}])
-    assert sim.fail("InstallControlPlane") == "quota exceeded"
-    assert TGT not in sim.doc()["controlPlane"]["revisions"]
-    assert sim.driver().faults("c1")[0]["fired"] == 1
-    sim.ok("InstallControlPlane")
-    assert TGT in sim.doc()["controlPlane"]["revisions"]
-    assert sim.driver().faults("c1")[0]["fired"] == 1
-
-
-def test_a_fault_without_times_fires_always(sim: Sim) -> None:
-    sim.mesh([{"jobType": "CheckResources", "times": None, "reason": "metrics server down"}])
-    for _ in range(3):
-        assert sim.fail("CheckResources") == "metrics server down"
-    assert sim.driver().faults("c1")[0]["fired"] == 3
-    sim.ok("CheckClusterStatus")  # other step types are not affected
-
-
-def test_a_fault_is_consumed_on_the_first_run_only(sim: Sim) -> None:
-    sim.mesh([{"jobType": "RestartWorkloads", "times": 2, "reason": "boom"}])
-    payload = {
-        **common(),
-        "namespace": "shop",
-        "workloads": ["cart"],
-        "version": TARGET,
-        WAIT_KEY: NOW.isoformat(),
-    }
-    assert isinstance(sim.once("RestartWorkloads", payload), Done)  # a resumed run
-    assert sim.driver().faults("c1")[0]["fired"] == 0
-
-
-def test_a_namespace_scoped_fault(sim: Sim) -> None:
-    sim.mesh([{"jobType": "RelabelNamespace", "times": None, "reason": "webhook denied", "namespace": "pay"}])
-    sim.ok("RelabelNamespace", namespace="shop")
-    assert sim.fail("RelabelNamespace", namespace="pay") == "webhook denied"
-
-
-def test_a_never_ready_revision_times_out(sim: Sim) -> None:
-    sim.mesh(
-        [{"jobType": "WaitControlPlaneReady", "times": None, "reason": "image pull", "neverReady": True}]
-    )
-    sim.ok("InstallControlPlane")
-    assert sim.doc()["controlPlane"]["revisions"][TGT]["neverReady"] is True
-    assert sim.fail("WaitControlPlaneReady") == "cluster c1: istiod-1-18-7-r5 not ready after 30s"
-    assert [w.seconds for w in sim.waits] == [pytest.approx(30.0)]
-    assert sim.fail("WaitControlPlaneReady") == "cluster c1: istiod-1-18-7-r5 not ready after 30s"  # retry
-    assert sim.driver().faults("c1")[0]["fired"] == 1  # consumed by the one installation
-
-
-def test_a_never_ready_revision_with_speed_zero_fails_at_once(sim: Sim) -> None:
-    sim.timing = INSTANT
-    sim.mesh([{"jobType": "WaitControlPlaneReady", "times": 1, "reason": "x", "neverReady": True}])
-    sim.ok("InstallControlPlane")
-    assert sim.fail("WaitControlPlaneReady") == "cluster c1: istiod-1-18-7-r5 not ready after 0s"
-    assert sim.waits == []
-    # times: 1 — after the rollback uninstalls the stuck canary, a new installation gets ready
-    sim.ok("UninstallControlPlane", revision=TGT)
-    sim.ok("InstallControlPlane")
-    sim.ok("WaitControlPlaneReady")
-
-
-def test_a_never_ready_fault_can_name_its_revision(sim: Sim) -> None:
-    sim.mesh(
-        [
-            {
-                "jobType": "WaitControlPlaneReady",
-                "times": None,
-                "reason": "x",
-                "neverReady": True,
-                "revision": "9-9",
-            }
-        ]
-    )
-    sim.ok("InstallControlPlane")
-    sim.ok("WaitControlPlaneReady")
-    assert sim.driver().faults("c1")[0]["fired"] == 0
-
-
-def test_a_workload_that_never_gets_ready_fails_its_batch(sim: Sim) -> None:
-    sim.mesh([{"jobType": "RestartWorkloads", "times": 1, "reason": "CrashLoopBackOff", "workload": "web"}])
-    sim.ok("RestartWorkloads", namespace="shop", workloads=["cart"], version=TARGET)  # other batches are fine
-    reason = sim.fail("RestartWorkloads", namespace="shop", workloads=["web"], version=TARGET)
-    assert reason == "cluster c1 / namespace shop: workload web did not become ready: CrashLoopBackOff"
-    assert sidecars(sim.doc(), "shop") == {"cart": TARGET, "web": SOURCE}
-    assert sim.driver().faults("c1")[0]["fired"] == 1
-    sim.ok("RestartWorkloads", namespace="shop", workloads=["web"], version=TARGET)  # times: 1 → retry works
-
-
-# ---------------------------------------------------------------- whole upgrades
-
-
-def full_upgrade(sim: Sim) -> None:
-    for job_type in PRECHECKS:
-        sim.ok(job_type)
-    control_plane(sim)
-    migrate(sim, "shop", [["cart"], ["web"]])
-    migrate(sim, "pay", [["api"]])
-    sim.ok("SwitchDefaultRevision")
-    sim.ok("UninstallControlPlane", revision=SRC)
-    sim.ok("RemoveGateways", revision=SRC)
-
-
-@pytest.mark.parametrize("timing", [REAL, INSTANT], ids=["speed-1", "speed-0"])
-def test_a_full_upgrade_leaves_only_the_target(sim: Sim, timing: SimTiming) -> None:
-    sim.timing = timing
-    sim.mesh()
-    full_upgrade(sim)
-    doc = sim.doc()
-    assert list(doc["controlPlane"]["revisions"]) == [TGT]
-    assert doc["controlPlane"]["defaultRevision"] == TGT
-    assert [g["revision"] for g in doc["gateways"]] == [TGT]
-    assert sidecars(doc, "shop") == {"cart": TARGET, "web": TARGET}
-    assert sidecars(doc, "pay") == {"api": TARGET}
-    assert sidecars(doc, "legacy") == {"batch": None}
-    assert labels(doc, "shop") == {"team": "shop", "istio.io/rev": TGT}
-    assert labels(doc, "pay") == {"istio.io/rev": TGT}
-    assert labels(doc, "legacy") == {"istio-injection": "disabled"}
-    assert all("previousInjection" not in ns for ns in doc["namespaces"])
-    if timing.speed == 0:
-        assert sim.waits == []
-    else:
-        assert all(w.seconds > 0 for w in sim.waits) and sim.now > NOW
-
-
-@pytest.mark.parametrize("timing", [REAL, INSTANT], ids=["speed-1", "speed-0"])
-def test_a_rollback_after_a_partial_migration_restores_the_cluster_exactly(
-    sim: Sim, timing: SimTiming
+@pytest.mark.parametrize(("job_type", "extra"), MUTATING)
+def test_an_unavailable_cluster_fails_every_cluster_step(
+    runner: Runner, job_type: str, extra: dict[str, Any]
 ) -> None:
-    sim.timing = timing
-    sim.mesh()
-    original = copy.deepcopy(sim.doc())
-    control_plane(sim)
-    migrate(sim, "shop", [["cart", "web"]])
-    sim.ok("RelabelNamespace", namespace="pay")  # pay relabelled, its restart failed
-    # Rollback
-    sim.ok("RevertNamespaces", namespaces=["shop", "pay"])
-    sim.ok("RestartWorkloads", namespace="shop", workloads=["cart", "web"], version=SOURCE)
-    sim.ok("RestartWorkloads", namespace="pay", workloads=["api"], version=SOURCE)
-    sim.ok("RestoreGateways")
-    sim.ok("UninstallControlPlane", revision=TGT)
-    assert sim.doc() == original
-    if timing.speed == 0:
-        assert sim.waits == []
+    runner.ok("InstallControlPlane")
+    runner.c1.status = "Unavailable"
+    assert runner.fail(job_type, **extra) == "cluster c1 is Unavailable"
+    assert runner.waits == []
+
+
+# ---------------------------------------------------------------- whole upgrades on the fake
+
+
+def test_a_full_upgrade_and_a_rollback_through_the_steps() -> None:
+    runner = Runner(FakeDriver(checks_until_done=1, ready_after=2))
+    runner.driver.clusters["c1"] = running_mesh()
+    for job_type in PRECHECKS:
+        runner.ok(job_type)
+    for job_type in ("InstallControlPlane", "WaitControlPlaneReady", "InstallGateways"):
+        runner.ok(job_type)
+    for namespace, batches in (("shop", [["cart"], ["web"]]), ("pay", [["api"]])):
+        runner.ok("RelabelNamespace", namespace=namespace)
+        for batch in batches:
+            runner.ok("RestartWorkloads", namespace=namespace, workloads=batch, version=TARGET)
+        runner.ok("VerifyProxies", namespace=namespace)
+    # Roll back pay only, then complete with shop.
+    runner.ok("RevertNamespaces", namespaces=["pay"])
+    runner.ok("RestartWorkloads", namespace="pay", workloads=["api"], version=SOURCE)
+    assert runner.c1.namespaces["pay"].labels == {REVISION_LABEL: SRC}
+    runner.ok("RelabelNamespace", namespace="pay")
+    runner.ok("RestartWorkloads", namespace="pay", workloads=["api"], version=TARGET)
+    runner.ok("SwitchDefaultRevision")
+    runner.ok("UninstallControlPlane", revision=SRC)
+    runner.ok("RemoveGateways", revision=SRC)
+    cluster = runner.c1
+    assert cluster.revisions == {TGT: TARGET} and cluster.default_revision == TGT
+    assert [gw.revision for gw in cluster.gateways.values()] == [TGT]
+    assert {name: w.sidecar for name, w in cluster.namespaces["shop"].workloads.items()} == {
+        "cart": TARGET,
+        "web": TARGET,
+    }
+    assert cluster.namespaces["legacy"].labels == {INJECTION_LABEL: "disabled"}
+    assert all(ns.previous is None for ns in cluster.namespaces.values())
+    assert runner.waits and all(w.seconds > 0 for w in runner.waits)
+    # Every request named the job that made it: one job id per leaf run.
+    jobs = {asker.job_id for _, _, asker in runner.driver.calls}
+    assert len(jobs) == runner.jobs

@@ -1,12 +1,21 @@
-"""What a step may ask of a cluster: read facts, and "ensure X" operations.
+"""What a step may ask of a cluster: read facts, and "ensure X" operations that may take time.
 
-Every ``ensure_*`` operation is idempotent: running it twice converges to the same cluster state,
-because after a crash the engine may run a step again. Operations that cannot do what they are
-asked (cluster unreachable or Unavailable, namespace/workload/revision missing, a revision still in
-use) raise :class:`Refused` with a reason a user can act on and change nothing.
+The protocol is shaped for a real cluster: asking for a change is quick, becoming ready takes
+time. So an operation never blocks until the cluster is ready; it returns a :class:`Progress`:
+done, or not yet with a suggested delay before asking again and a short note. The engine stores
+the step's ``Wait`` and runs it again later; the repeated call is the same request, so every
+operation is idempotent ("ensure", not "do") and converges after a crash.
 
-The simulated driver (``drivers.simulated``) keeps clusters in the database; a Kubernetes driver
-implements the same protocol later.
+Every operation receives a :class:`Requester` naming who asks (job type, job id, and namespace
+where the step is about one). A driver may use it to make a repeated request idempotent (the
+simulated driver keys its fault decisions and durations on it); a Kubernetes driver may ignore it.
+
+Operations that cannot do what they are asked (cluster unreachable or Unavailable,
+namespace/workload/revision missing, a revision still in use, an injected fault) raise
+:class:`Refused` with a reason a user can act on.
+
+Drivers own their transactions: a step runs with no database transaction open.
+``ClusterDrivers.for_account`` is the one place services, plans and the engine get a driver.
 """
 
 from __future__ import annotations
@@ -123,74 +132,112 @@ class ClusterFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class ControlPlaneStatus:
-    """Readiness of one control-plane revision."""
+class Requester:
+    """Who asks for an operation: the leaf job (type and id) and, where relevant, its namespace.
 
-    installed: bool
-    ready: bool
-    ready_in: float | None  # expected seconds until ready; None if unknown or never
-    age: float  # seconds since it was installed
+    The same job asking again (a resumed or re-run step) is the same request.
+    """
+
+    job_type: str
+    job_id: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where an operation stands.
+
+    ``done``: the cluster is as asked; ``names`` lists what the operation created or removed
+    (gateways). Not done: ask again in about ``retry_in`` seconds (None: the driver cannot tell);
+    ``note`` says what is awaited.
+    ``elapsed`` is how long the awaited thing has been going and ``expected`` how long it usually
+    takes (seconds; the step turns that into its timeout).
+    """
+
+    done: bool
+    retry_in: float | None = None  # None: no estimate
+    note: str = ""
+    names: tuple[str, ...] = ()
+    elapsed: float = 0.0
+    expected: float = 0.0
+
+
+def done(names: tuple[str, ...] = ()) -> Progress:
+    return Progress(True, names=names)
+
+
+def pending(retry_in: float | None, note: str, *, elapsed: float = 0.0, expected: float = 0.0) -> Progress:
+    retry = None if retry_in is None else max(0.0, retry_in)
+    return Progress(False, retry_in=retry, note=note, elapsed=elapsed, expected=expected)
 
 
 class ClusterDriver(Protocol):
-    """Operations steps perform on clusters. All take the cluster id; none commits anything."""
+    """Operations steps perform on the clusters of one account. Each call is complete in itself
+    (a driver opens and commits whatever it needs); ``cluster_id`` names the cluster."""
 
     def facts(self, cluster_id: str) -> ClusterFacts:
-        """A snapshot of the cluster (works on Unavailable clusters too: pre-checks report them)."""
+        """A snapshot of the cluster (works on Unavailable clusters too: pre-checks report them).
+        Never writes: a cluster never seen before reads as healthy defaults."""
         ...
 
-    def consume_fault(
-        self,
-        cluster_id: str,
-        job_type: str,
-        namespace: str | None = None,
-        workload: str | None = None,
-    ) -> str | None:
-        """The reason of an injected fault that fires now for this step (and count it), or None."""
+    def inspect(self, cluster_id: str, asker: Requester, *, need_available: bool = False) -> Progress:
+        """A fresh view of the cluster for a check is ready (then read :meth:`facts`). Pre-checks
+        inspect Unavailable clusters too (they report them); with ``need_available`` an Unavailable
+        cluster is Refused."""
         ...
 
-    def ensure_control_plane(self, cluster_id: str, revision: str, version: str) -> None:
-        """Revision ``revision`` (of mesh ``version``) is installed; it becomes the default revision
-        if the cluster has none. An existing installation is kept as it is."""
+    def ensure_control_plane(
+        self, cluster_id: str, revision: str, version: str, asker: Requester
+    ) -> Progress:
+        """Revision ``revision`` (of mesh ``version``) is installed (ready or not); it becomes the
+        default revision if the cluster has none. An existing installation is kept as it is."""
         ...
 
-    def control_plane_status(self, cluster_id: str, revision: str) -> ControlPlaneStatus:
-        """Readiness of a revision; raises Refused if the cluster is Unavailable."""
+    def control_plane_ready(self, cluster_id: str, revision: str, asker: Requester) -> Progress:
+        """Revision ``revision`` is ready. Not done: ``elapsed`` is its age and ``expected`` how long
+        a revision usually takes to get ready. Refused if it is not installed."""
         ...
 
-    def ensure_default_revision(self, cluster_id: str, revision: str) -> None:
+    def ensure_default_revision(self, cluster_id: str, revision: str, asker: Requester) -> Progress:
         """The default revision (what ``istio-injection=enabled`` means) is ``revision``; the
         pre-migration label records of namespaces are dropped (the upgrade is committed)."""
         ...
 
-    def ensure_control_plane_removed(self, cluster_id: str, revision: str) -> None:
+    def ensure_control_plane_removed(self, cluster_id: str, revision: str, asker: Requester) -> Progress:
         """Revision ``revision`` is not installed; Refused while a namespace points to it."""
         ...
 
-    def ensure_gateways(self, cluster_id: str, revision: str, like_revision: str | None) -> list[str]:
+    def ensure_gateways(
+        self, cluster_id: str, revision: str, like_revision: str | None, asker: Requester
+    ) -> Progress:
         """Gateways of ``revision`` exist. If it has any, they are kept as they are; otherwise one is
         created per gateway of ``like_revision`` (same name base and labels), or the default ingress
-        gateway if that has none. Returns the names of the revision's gateways."""
+        gateway if that has none. Done: ``names`` are the revision's gateways."""
         ...
 
-    def ensure_gateways_removed(self, cluster_id: str, revision: str) -> list[str]:
-        """No gateway of ``revision`` exists. Returns the names removed now."""
+    def ensure_gateways_removed(self, cluster_id: str, revision: str, asker: Requester) -> Progress:
+        """No gateway of ``revision`` exists. Done: ``names`` are those this request removed."""
         ...
 
-    def ensure_namespace_revision(self, cluster_id: str, namespace: str, revision: str) -> None:
+    def ensure_namespace_revision(
+        self, cluster_id: str, namespace: str, revision: str, asker: Requester
+    ) -> Progress:
         """The namespace injects ``revision``: ``istio-injection`` removed, ``istio.io/rev`` set; the
         injection labels it had before are recorded so that a rollback can restore them."""
         ...
 
-    def ensure_namespace_reverted(self, cluster_id: str, namespace: str, revision: str) -> None:
+    def ensure_namespace_reverted(
+        self, cluster_id: str, namespace: str, revision: str, asker: Requester
+    ) -> Progress:
         """A namespace pointing to ``revision`` gets back the injection labels it had before
         (``istio-injection=enabled`` if nothing was recorded); others are left alone."""
         ...
 
     def ensure_sidecars(
-        self, cluster_id: str, namespace: str, workloads: Sequence[str], version: str
-    ) -> None:
-        """The listed workloads of the namespace run proxy ``version`` (they were restarted)."""
+        self, cluster_id: str, namespace: str, workloads: Sequence[str], version: str, asker: Requester
+    ) -> Progress:
+        """The listed workloads of the namespace were restarted and run proxy ``version``, ready.
+        Refused naming a workload that does not become ready."""
         ...
 
 

@@ -1,174 +1,185 @@
 """The simulated cluster driver: clusters are JSON documents in the ``clusters`` table.
 
-The driver works on the connection (and transaction) it is given and never commits: the engine
-runs one step per transaction, so a step's cluster changes, fault counters and the job's outcome
-commit together. Every operation that writes locks the cluster row first (``SELECT … FOR UPDATE``
-on PostgreSQL; SQLite write transactions are serialised anyway), so two steps on one cluster never
-lose each other's changes. A cluster id the account has never seen is created with healthy
-defaults on first reference.
+Each operation is one short transaction of its own (steps run with no transaction open): it locks
+the cluster row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serialises writers), so two steps
+on one cluster never lose each other's changes. Reads (:meth:`SimulatedDriver.facts`) never write:
+a cluster id the account has never seen reads as healthy defaults, and its row is created by the
+first operation that changes it.
 
-Document (``clusters.state``)::
+The driver owns simulated time and faults (``drivers.simulated_timing``, ``drivers.simulated_faults``).
+Operations are idempotent per job: ``clusters.operations`` records, per job id, when the driver
+first saw the job and what a fault decided for it, and per operation when it started, when it is
+due and whether it completed (and what it created or removed). A step resumed after a ``Wait``, or
+run again after a crash, is the same request and gets the same answer; a new job (a retried step)
+is a new request. Records are kept for :data:`RETENTION`::
 
-    kubernetesVersion: "1.28"
-    status: Available | Unavailable
-    nodes: {count, cpu, memory, masterLabelled}          # cpu/memory per node, Kubernetes quantities
-    namespaces:
-      - name: shop
-        labels: {istio-injection: enabled}
-        workloads: [{name: cart, replicas: 3, sidecarVersion: 1.15.7-r1}]
-        previousInjection: {istio-injection: enabled}   # only while migrated to a canary revision
-    controlPlane:
-      revisions: {"1-15-7-r1": {version, installedAt, readyAt, neverReady}}
-      defaultRevision: "1-15-7-r1"
-    gateways: [{name: istio-ingressgateway-1-15-7-r1, revision: "1-15-7-r1", labels: {...}}]
-    crds: [virtualservices.networking.istio.io, ...]
+    {"<job id>": {"jobType", "seenAt", "refused": reason | null,
+                  "ops": {"<operation>/<target>": {"startedAt", "dueAt", "done", "names", "refused"}}}}
 
-Faults (``clusters.faults``), each ``{jobType, times, reason, fired, ...extra}``; ``times`` null
-fires always, otherwise while ``fired < times``; every firing increments ``fired``:
-
-- plain (no extra key): the step of type ``jobType`` fails with ``reason`` before doing anything.
-  Optional ``namespace: <name>`` limits it to that namespace's leaves.
-- ``neverReady: true`` with ``jobType: WaitControlPlaneReady``: a revision installed while the
-  fault fires never becomes ready (``WaitControlPlaneReady`` fails after its timeout). It is
-  consumed by the installation (``InstallControlPlane``), once per revision installed; the revision
-  stays stuck until it is uninstalled (a rollback). Optional ``revision: <rev>`` limits it to one
-  revision.
-- ``workload: <name>`` with ``jobType: RestartWorkloads``: that workload never gets ready after a
-  restart, so the batch containing it fails naming it (``reason`` is appended). Optional
-  ``namespace``.
+Document format: ``drivers.simulated_documents``.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from meshup.clock import Clock
 from meshup.drivers.base import (
     INGRESS_GATEWAY,
     INGRESS_LABELS,
     INJECTION_LABEL,
     REVISION_LABEL,
     ClusterFacts,
-    ControlPlaneStatus,
-    Gateway,
-    Namespace,
-    Nodes,
+    Progress,
     Refused,
-    Revision,
-    Workload,
+    Requester,
+    done,
     gateway_base,
     gateway_name,
     istiod_name,
+    pending,
 )
-from meshup.engine.outcome import SimTiming
-from meshup.seed.apply import adopt_cluster_state, default_cluster_state, document_time, revision_entry
+from meshup.drivers.simulated_documents import (
+    Document,
+    adopt_cluster_state,
+    default_cluster_state,
+    document_instant,
+    document_time,
+    facts_of,
+    namespace_of,
+    revision_entry,
+    revisions,
+)
+from meshup.drivers.simulated_faults import Fault, take_never_ready, take_plain, take_workload
+from meshup.drivers.simulated_timing import SimTiming
 from meshup.store import tables as t
-from meshup.timefmt import parse_rfc3339
+from meshup.store.db import Database
 
-T = TypeVar("T")
-Document = dict[str, Any]
+RETENTION = timedelta(days=1)
+"""How long the records of a job's operations are kept (far longer than any lease or wait)."""
+
+
+@dataclass(slots=True)
+class _Cluster:
+    """A locked cluster row, as loaded (``loaded``) and as being changed."""
+
+    state: Document
+    faults: list[Fault]
+    operations: dict[str, Any]
+    loaded: tuple[Document, list[Fault], dict[str, Any]]
+
+
+Body = Callable[[_Cluster, datetime, dict[str, Any]], Progress]
+Change = Callable[[_Cluster, datetime], Sequence[str]]
 
 
 class SimulatedDriver:
-    """:class:`meshup.drivers.base.ClusterDriver` over simulated clusters of one account."""
+    """:class:`meshup.drivers.base.ClusterDriver` over the simulated clusters of one account."""
 
-    def __init__(self, conn: Connection, account_id: str, now: datetime, timing: SimTiming) -> None:
-        self.conn = conn
+    def __init__(self, db: Database, clock: Clock, account_id: str, timing: SimTiming) -> None:
+        self.db = db
+        self.clock = clock
         self.account_id = account_id
-        self.now = now
         self.timing = timing
 
-    # ---------------------------------------------------------------- reads
-
-    def document(self, cluster_id: str) -> Document:
-        """A copy of the cluster's document (created with defaults if unknown)."""
-        state, _ = self._load(cluster_id, lock=False)
-        return state
-
-    def faults(self, cluster_id: str) -> list[dict[str, Any]]:
-        _, faults = self._load(cluster_id, lock=False)
-        return faults
+    # ---------------------------------------------------------------- reads (never write)
 
     def facts(self, cluster_id: str) -> ClusterFacts:
-        state, _ = self._load(cluster_id, lock=False)
-        return facts_of(cluster_id, state)
+        return facts_of(cluster_id, self.document(cluster_id))
 
-    def control_plane_status(self, cluster_id: str, revision: str) -> ControlPlaneStatus:
-        state, _ = self._load(cluster_id, lock=False)
-        _require_available(cluster_id, state)
-        entry = _revisions(state).get(revision)
-        if entry is None:
-            return ControlPlaneStatus(installed=False, ready=False, ready_in=None, age=0.0)
-        installed_at = _time(entry.get("installedAt")) or self.now
-        age = max(0.0, (self.now - installed_at).total_seconds())
-        ready_at = _time(entry.get("readyAt"))
-        if entry.get("neverReady") or ready_at is None:
-            return ControlPlaneStatus(installed=True, ready=False, ready_in=None, age=age)
-        remaining = (ready_at - self.now).total_seconds()
-        return ControlPlaneStatus(installed=True, ready=remaining <= 0, ready_in=max(0.0, remaining), age=age)
+    def document(self, cluster_id: str) -> Document:
+        """A copy of the cluster's document (the defaults if the cluster was never written)."""
+        row = self._read(cluster_id)
+        return copy.deepcopy(dict(row.state)) if row is not None else default_cluster_state()
 
-    # ---------------------------------------------------------------- faults
+    def faults(self, cluster_id: str) -> list[Fault]:
+        row = self._read(cluster_id)
+        return copy.deepcopy(list(row.faults or [])) if row is not None else []
 
-    def consume_fault(
-        self,
-        cluster_id: str,
-        job_type: str,
-        namespace: str | None = None,
-        workload: str | None = None,
-    ) -> str | None:
-        _, faults = self._load(cluster_id, lock=True)
-        for fault in faults:
-            if _fires(fault, job_type, namespace, workload):
-                fault["fired"] = int(fault.get("fired") or 0) + 1
-                self._store(cluster_id, faults=faults)
-                return str(fault.get("reason") or f"injected fault in {job_type}")
-        return None
+    def operations(self, cluster_id: str) -> dict[str, Any]:
+        row = self._read(cluster_id)
+        return copy.deepcopy(dict(row.operations or {})) if row is not None else {}
+
+    # ---------------------------------------------------------------- checks
+
+    def inspect(self, cluster_id: str, asker: Requester, *, need_available: bool = False) -> Progress:
+        return self._run(
+            cluster_id,
+            asker,
+            self._timed("inspect", self.timing.check, "checking", lambda c, now: ()),
+            available=need_available,
+        )
 
     # ---------------------------------------------------------------- control plane
 
-    def ensure_control_plane(self, cluster_id: str, revision: str, version: str) -> None:
-        state, faults = self._load(cluster_id, lock=True)
-        _require_available(cluster_id, state)
-        control = state.setdefault("controlPlane", {})
-        revisions = control.setdefault("revisions", {})
-        if revision in revisions:
-            return  # installed (ready, becoming ready, or stuck): keep it as it is
-        never_ready = _take_never_ready(faults, revision)
-        ready_at = (
-            None
-            if never_ready
-            else self.now + timedelta(seconds=self.timing.scaled(self.timing.control_plane_ready))
+    def ensure_control_plane(
+        self, cluster_id: str, revision: str, version: str, asker: Requester
+    ) -> Progress:
+        def change(c: _Cluster, now: datetime) -> Sequence[str]:
+            control = c.state.setdefault("controlPlane", {})
+            installed = control.setdefault("revisions", {})
+            if revision in installed:
+                return ()  # installed (ready, becoming ready, or stuck): keep it as it is
+            never_ready = take_never_ready(c.faults, revision)
+            ready_in = timedelta(seconds=self.timing.scaled(self.timing.control_plane_ready))
+            entry = revision_entry(version, now, None if never_ready else now + ready_in)
+            entry["neverReady"] = never_ready
+            installed[revision] = entry
+            if not control.get("defaultRevision"):
+                control["defaultRevision"] = revision
+            return ()
+
+        key = f"install/{revision}"
+        return self._run(
+            cluster_id, asker, self._timed(key, 0.0, f"installing {istiod_name(revision)}", change)
         )
-        entry = revision_entry(version, self.now, ready_at)
-        entry["neverReady"] = never_ready
-        revisions[revision] = entry
-        if not control.get("defaultRevision"):
-            control["defaultRevision"] = revision
-        self._store(cluster_id, state=state, faults=faults if never_ready else None)
 
-    def ensure_default_revision(self, cluster_id: str, revision: str) -> None:
-        def change(state: Document) -> None:
-            if revision not in _revisions(state):
+    def control_plane_ready(self, cluster_id: str, revision: str, asker: Requester) -> Progress:
+        expected = self.timing.scaled(self.timing.control_plane_ready)
+        note = f"waiting for {istiod_name(revision)}"
+
+        def look(c: _Cluster, now: datetime, _job: dict[str, Any]) -> Progress:
+            entry = revisions(c.state).get(revision)
+            if entry is None:
+                raise Refused(f"cluster {cluster_id}: {istiod_name(revision)} is not installed")
+            installed_at = document_instant(entry.get("installedAt")) or now
+            age = max(0.0, (now - installed_at).total_seconds())
+            ready_at = document_instant(entry.get("readyAt"))
+            if entry.get("neverReady") or ready_at is None:
+                return pending(None, note, elapsed=age, expected=expected)
+            remaining = (ready_at - now).total_seconds()
+            if remaining <= 0:
+                return done()
+            return pending(remaining, note, elapsed=age, expected=expected)
+
+        return self._run(cluster_id, asker, look)
+
+    def ensure_default_revision(self, cluster_id: str, revision: str, asker: Requester) -> Progress:
+        def change(c: _Cluster, _now: datetime) -> Sequence[str]:
+            if revision not in revisions(c.state):
                 raise Refused(f"cluster {cluster_id}: revision {revision} is not installed")
-            state["controlPlane"]["defaultRevision"] = revision
-            for namespace in state.get("namespaces", []):
+            c.state["controlPlane"]["defaultRevision"] = revision
+            for namespace in c.state.get("namespaces", []):
                 namespace.pop("previousInjection", None)
+            return ()
 
-        self._mutate(cluster_id, change)
+        return self._run(cluster_id, asker, self._timed(f"default/{revision}", 0.0, "switching", change))
 
-    def ensure_control_plane_removed(self, cluster_id: str, revision: str) -> None:
-        def change(state: Document) -> None:
-            revisions = _revisions(state)
-            if revision not in revisions:
-                return
+    def ensure_control_plane_removed(self, cluster_id: str, revision: str, asker: Requester) -> Progress:
+        def change(c: _Cluster, _now: datetime) -> Sequence[str]:
+            installed = revisions(c.state)
+            if revision not in installed:
+                return ()
             users = [
                 str(ns.get("name"))
-                for ns in state.get("namespaces", [])
+                for ns in c.state.get("namespaces", [])
                 if (ns.get("labels") or {}).get(REVISION_LABEL) == revision
             ]
             if users:
@@ -177,18 +188,24 @@ class SimulatedDriver:
                     f"{_plural(len(users), 'namespace')} {', '.join(users)} still "
                     f"{'use' if len(users) > 1 else 'uses'} it ({REVISION_LABEL}={revision})"
                 )
-            del revisions[revision]
-            control = state["controlPlane"]
+            del installed[revision]
+            control = c.state["controlPlane"]
             if control.get("defaultRevision") == revision:
                 control["defaultRevision"] = None
+            return ()
 
-        self._mutate(cluster_id, change)
+        note = f"uninstalling {istiod_name(revision)}"
+        return self._run(
+            cluster_id, asker, self._timed(f"uninstall/{revision}", self.timing.uninstall, note, change)
+        )
 
     # ---------------------------------------------------------------- gateways
 
-    def ensure_gateways(self, cluster_id: str, revision: str, like_revision: str | None) -> list[str]:
-        def change(state: Document) -> list[str]:
-            gateways: list[dict[str, Any]] = state.setdefault("gateways", [])
+    def ensure_gateways(
+        self, cluster_id: str, revision: str, like_revision: str | None, asker: Requester
+    ) -> Progress:
+        def change(c: _Cluster, _now: datetime) -> Sequence[str]:
+            gateways: list[dict[str, Any]] = c.state.setdefault("gateways", [])
             existing = [str(gw.get("name")) for gw in gateways if gw.get("revision") == revision]
             if existing:
                 return existing
@@ -219,49 +236,73 @@ class SimulatedDriver:
             gateways.extend(new)
             return [str(gw["name"]) for gw in new]
 
-        return self._mutate(cluster_id, change)
+        key = f"gateways/{revision}"
+        body = self._timed(key, self.timing.gateway, "installing gateways", change)
+        return self._run(cluster_id, asker, body)
 
-    def ensure_gateways_removed(self, cluster_id: str, revision: str) -> list[str]:
-        def change(state: Document) -> list[str]:
-            gateways = state.get("gateways", [])
+    def ensure_gateways_removed(self, cluster_id: str, revision: str, asker: Requester) -> Progress:
+        def change(c: _Cluster, _now: datetime) -> Sequence[str]:
+            gateways = c.state.get("gateways", [])
             removed = [str(gw.get("name")) for gw in gateways if gw.get("revision") == revision]
             if removed:
-                state["gateways"] = [gw for gw in gateways if gw.get("revision") != revision]
+                c.state["gateways"] = [gw for gw in gateways if gw.get("revision") != revision]
             return removed
 
-        return self._mutate(cluster_id, change)
+        key = f"gateways-removed/{revision}"
+        return self._run(
+            cluster_id, asker, self._timed(key, self.timing.gateway, "removing gateways", change)
+        )
 
     # ---------------------------------------------------------------- data plane
 
-    def ensure_namespace_revision(self, cluster_id: str, namespace: str, revision: str) -> None:
-        def change(state: Document) -> None:
-            ns = _namespace(cluster_id, state, namespace)
+    def ensure_namespace_revision(
+        self, cluster_id: str, namespace: str, revision: str, asker: Requester
+    ) -> Progress:
+        def change(c: _Cluster, _now: datetime) -> Sequence[str]:
+            ns = namespace_of(cluster_id, c.state, namespace)
             labels: dict[str, str] = ns.setdefault("labels", {})
             if labels.get(REVISION_LABEL) == revision and INJECTION_LABEL not in labels:
-                return
+                return ()
             ns["previousInjection"] = {k: labels[k] for k in (INJECTION_LABEL, REVISION_LABEL) if k in labels}
             labels.pop(INJECTION_LABEL, None)
             labels[REVISION_LABEL] = revision
+            return ()
 
-        self._mutate(cluster_id, change)
+        key = f"relabel/{namespace}/{revision}"
+        return self._run(cluster_id, asker, self._timed(key, 0.0, f"relabelling {namespace}", change))
 
-    def ensure_namespace_reverted(self, cluster_id: str, namespace: str, revision: str) -> None:
-        def change(state: Document) -> None:
-            ns = _namespace(cluster_id, state, namespace)
+    def ensure_namespace_reverted(
+        self, cluster_id: str, namespace: str, revision: str, asker: Requester
+    ) -> Progress:
+        def change(c: _Cluster, _now: datetime) -> Sequence[str]:
+            ns = namespace_of(cluster_id, c.state, namespace)
             labels: dict[str, str] = ns.setdefault("labels", {})
             if labels.get(REVISION_LABEL) != revision:
-                return
+                return ()
             previous = ns.pop("previousInjection", None)
             del labels[REVISION_LABEL]
             labels.update(previous if isinstance(previous, dict) else {INJECTION_LABEL: "enabled"})
+            return ()
 
-        self._mutate(cluster_id, change)
+        key = f"revert/{namespace}/{revision}"
+        return self._run(cluster_id, asker, self._timed(key, 0.0, f"reverting {namespace}", change))
 
     def ensure_sidecars(
-        self, cluster_id: str, namespace: str, workloads: Sequence[str], version: str
-    ) -> None:
-        def change(state: Document) -> None:
-            ns = _namespace(cluster_id, state, namespace)
+        self, cluster_id: str, namespace: str, workloads: Sequence[str], version: str, asker: Requester
+    ) -> Progress:
+        def start(c: _Cluster, op: dict[str, Any]) -> None:
+            # A workload fault is decided when the restart begins and reported when it would be ready.
+            for workload in workloads:
+                reason = take_workload(c.faults, namespace, workload)
+                if reason is not None:
+                    op["refused"] = (
+                        f"cluster {cluster_id} / namespace {namespace}: workload {workload} "
+                        f"did not become ready: {reason}"
+                    )
+                    return
+
+        def change(c: _Cluster, _now: datetime) -> Sequence[str]:
+            ns = namespace_of(cluster_id, c.state, namespace)
             by_name = {str(w.get("name")): w for w in ns.get("workloads", [])}
             missing = [name for name in workloads if name not in by_name]
             if missing:
@@ -271,144 +312,183 @@ class SimulatedDriver:
                 )
             for name in workloads:
                 by_name[name]["sidecarVersion"] = version
+            return ()
 
-        self._mutate(cluster_id, change)
+        key = f"restart/{namespace}/{','.join(workloads)}/{version}"
+        note = f"restarting {', '.join(workloads)}"
+        return self._run(cluster_id, asker, self._timed(key, self.timing.restart_batch, note, change, start))
 
-    # ---------------------------------------------------------------- adoption
+    # ---------------------------------------------------------------- simulation set-up
 
     def adopt(self, cluster_id: str, mesh_version: str) -> None:
         """Make the cluster look like a running mesh at ``mesh_version`` (idempotent; see
-        :func:`meshup.seed.apply.adopt_cluster_state`). Works on Unavailable clusters too."""
-        self._mutate(
-            cluster_id,
-            lambda state: state.update(adopt_cluster_state(state, mesh_version, self.now)),
-            require_available=False,
-        )
+        :func:`meshup.drivers.simulated_documents.adopt_cluster_state`). Works on Unavailable clusters."""
+        with self.db.write() as conn:
+            now = self.clock.now()
+            cluster = self._lock(conn, cluster_id, now)
+            cluster.state = adopt_cluster_state(cluster.state, mesh_version, now)
+            self._store(conn, cluster_id, cluster, now)
+
+    # ---------------------------------------------------------------- the request protocol
+
+    def _run(self, cluster_id: str, asker: Requester, body: Body, *, available: bool = True) -> Progress:
+        """One operation in one transaction: the job's fault decision (made once per job), the
+        cluster's availability (every time), then ``body``. A refusal still commits what was
+        recorded (a fired fault, a started operation) but no change to the document."""
+        refusal: str | None = None
+        progress = done()
+        with self.db.write() as conn:
+            now = self.clock.now()
+            cluster = self._lock(conn, cluster_id, now)
+            job = self._job(cluster, asker, now)
+            before = copy.deepcopy(cluster.state)
+            try:
+                if job.get("refused"):
+                    raise Refused(str(job["refused"]))
+                if available:
+                    _require_available(cluster_id, cluster.state)
+                progress = body(cluster, now, job)
+            except Refused as refused:
+                refusal = str(refused)
+                cluster.state = before
+            self._store(conn, cluster_id, cluster, now)
+        if refusal is not None:
+            raise Refused(refusal)
+        return progress
+
+    def _job(self, cluster: _Cluster, asker: Requester, now: datetime) -> dict[str, Any]:
+        """The job's record; on first sight the plain fault rules decide whether it is refused."""
+        job = cluster.operations.get(asker.job_id)
+        if job is None:
+            horizon = now - RETENTION
+            for job_id, record in list(cluster.operations.items()):
+                seen = document_instant(record.get("seenAt"))
+                if seen is None or seen < horizon:
+                    del cluster.operations[job_id]
+            job = {
+                "jobType": asker.job_type,
+                "seenAt": document_time(now),
+                "refused": take_plain(cluster.faults, asker.job_type, asker.namespace),
+                "ops": {},
+            }
+            cluster.operations[asker.job_id] = job
+        assert isinstance(job, dict)
+        return job
+
+    def _timed(
+        self,
+        key: str,
+        duration: float,
+        note: str,
+        change: Change,
+        start: Callable[[_Cluster, dict[str, Any]], None] | None = None,
+    ) -> Body:
+        """An operation that takes ``duration`` simulated seconds from the job's first request for
+        it, then applies ``change`` once (a later request gets the recorded result)."""
+        expected = self.timing.scaled(duration)
+
+        def body(cluster: _Cluster, now: datetime, job: dict[str, Any]) -> Progress:
+            ops: dict[str, Any] = job.setdefault("ops", {})
+            op = ops.get(key)
+            if op is None:
+                op = {
+                    "startedAt": document_time(now),
+                    "dueAt": document_time(now + timedelta(seconds=expected)),
+                    "done": False,
+                }
+                if start is not None:
+                    start(cluster, op)
+                ops[key] = op
+            if op.get("done"):
+                return done(tuple(op.get("names") or ()))
+            due = document_instant(op["dueAt"]) or now
+            if now < due:
+                started = document_instant(op["startedAt"]) or now
+                elapsed = (now - started).total_seconds()
+                return pending((due - now).total_seconds(), note, elapsed=elapsed, expected=expected)
+            if op.get("refused"):
+                raise Refused(str(op["refused"]))
+            names = tuple(change(cluster, now))
+            op["done"] = True
+            op["names"] = list(names)
+            return done(names)
+
+        return body
 
     # ---------------------------------------------------------------- storage
-
-    def _mutate(
-        self, cluster_id: str, change: Callable[[Document], T], *, require_available: bool = True
-    ) -> T:
-        """Lock, change a copy, write it back only if it differs. A Refused change writes nothing."""
-        state, _ = self._load(cluster_id, lock=True)
-        if require_available:
-            _require_available(cluster_id, state)
-        before = copy.deepcopy(state)
-        result = change(state)
-        if state != before:
-            self._store(cluster_id, state=state)
-        return result
 
     def _where(self, cluster_id: str) -> Any:
         return (t.clusters.c.account_id == self.account_id) & (t.clusters.c.id == cluster_id)
 
-    def _load(self, cluster_id: str, *, lock: bool) -> tuple[Document, list[dict[str, Any]]]:
-        query = select(t.clusters.c.state, t.clusters.c.faults).where(self._where(cluster_id))
-        if lock:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
-        if row is None:
-            self._create(cluster_id)
-            row = self.conn.execute(query).one()
-        return copy.deepcopy(dict(row.state)), copy.deepcopy(list(row.faults or []))
+    def _read(self, cluster_id: str) -> Any:
+        query = select(t.clusters.c.state, t.clusters.c.faults, t.clusters.c.operations)
+        with self.db.read() as conn:
+            return conn.execute(query.where(self._where(cluster_id))).first()
 
-    def _create(self, cluster_id: str) -> None:
+    def _lock(self, conn: Connection, cluster_id: str, now: datetime) -> _Cluster:
+        query = (
+            select(t.clusters.c.state, t.clusters.c.faults, t.clusters.c.operations)
+            .where(self._where(cluster_id))
+            .with_for_update()
+        )
+        row = conn.execute(query).first()
+        if row is None:
+            self._create(conn, cluster_id, now)
+            row = conn.execute(query).one()
+        state = dict(row.state)
+        faults = list(row.faults or [])
+        operations = dict(row.operations or {})
+        return _Cluster(
+            copy.deepcopy(state),
+            copy.deepcopy(faults),
+            copy.deepcopy(operations),
+            loaded=(state, faults, operations),
+        )
+
+    def _create(self, conn: Connection, cluster_id: str, now: datetime) -> None:
         values = {
             "account_id": self.account_id,
             "id": cluster_id,
             "name": cluster_id,
             "state": default_cluster_state(),
             "faults": [],
-            "created_at": self.now,
-            "updated_at": self.now,
+            "operations": {},
+            "created_at": now,
+            "updated_at": now,
         }
-        dialect = self.conn.dialect.name
+        dialect = conn.dialect.name
         if dialect == "postgresql":
-            self.conn.execute(postgresql.insert(t.clusters).values(**values).on_conflict_do_nothing())
+            conn.execute(postgresql.insert(t.clusters).values(**values).on_conflict_do_nothing())
         elif dialect == "sqlite":
-            self.conn.execute(sqlite.insert(t.clusters).values(**values).on_conflict_do_nothing())
+            conn.execute(sqlite.insert(t.clusters).values(**values).on_conflict_do_nothing())
         else:
-            self.conn.execute(insert(t.clusters).values(**values))
+            conn.execute(insert(t.clusters).values(**values))
 
-    def _store(
-        self, cluster_id: str, *, state: Document | None = None, faults: list[dict[str, Any]] | None = None
-    ) -> None:
-        values: dict[str, Any] = {"updated_at": self.now}
-        if state is not None:
-            values["state"] = state
-        if faults is not None:
-            values["faults"] = faults
-        self.conn.execute(update(t.clusters).where(self._where(cluster_id)).values(**values))
-
-
-# -------------------------------------------------------------------- document helpers
-
-
-def facts_of(cluster_id: str, state: Document) -> ClusterFacts:
-    """The typed snapshot of a cluster document (tolerant of seeded documents lacking keys)."""
-    nodes = state.get("nodes") or {}
-    count = int(nodes.get("count", 3))
-    return ClusterFacts(
-        cluster_id=cluster_id,
-        kubernetes_version=str(state.get("kubernetesVersion", "")),
-        status=str(state.get("status", "Available")),
-        nodes=Nodes(
-            count=count,
-            cpu=str(nodes.get("cpu", "8")),
-            memory=str(nodes.get("memory", "32Gi")),
-            master_labelled=int(nodes.get("masterLabelled", count)),
-        ),
-        namespaces=tuple(
-            Namespace(
-                name=str(ns.get("name")),
-                labels={str(k): str(v) for k, v in (ns.get("labels") or {}).items()},
-                workloads=tuple(
-                    Workload(
-                        name=str(w.get("name")),
-                        replicas=int(w.get("replicas", 1)),
-                        sidecar_version=None if w.get("sidecarVersion") is None else str(w["sidecarVersion"]),
-                    )
-                    for w in ns.get("workloads") or []
-                ),
-            )
-            for ns in state.get("namespaces") or []
-        ),
-        revisions={
-            name: Revision(
-                name=name,
-                version=str(entry.get("version", "")),
-                installed_at=_time(entry.get("installedAt")),
-                ready_at=_time(entry.get("readyAt")),
-                never_ready=bool(entry.get("neverReady", False)),
-            )
-            for name, entry in _revisions(state).items()
-        },
-        default_revision=(state.get("controlPlane") or {}).get("defaultRevision") or None,
-        gateways=tuple(
-            Gateway(
-                name=str(gw.get("name")),
-                revision=None if gw.get("revision") is None else str(gw["revision"]),
-                labels={str(k): str(v) for k, v in (gw.get("labels") or {}).items()},
-            )
-            for gw in state.get("gateways") or []
-        ),
-        crds=tuple(str(name) for name in state.get("crds") or []),
-    )
+    def _store(self, conn: Connection, cluster_id: str, cluster: _Cluster, now: datetime) -> None:
+        """Write back only what changed (a document that did not change keeps its ``updated_at``)."""
+        state, faults, operations = cluster.loaded
+        values: dict[str, Any] = {}
+        if cluster.state != state:
+            values["state"] = cluster.state
+            values["updated_at"] = now
+        if cluster.faults != faults:
+            values["faults"] = cluster.faults
+        if cluster.operations != operations:
+            values["operations"] = cluster.operations
+        if values:
+            conn.execute(update(t.clusters).where(self._where(cluster_id)).values(**values))
 
 
-def _revisions(state: Document) -> dict[str, Any]:
-    revisions = (state.get("controlPlane") or {}).get("revisions") or {}
-    assert isinstance(revisions, dict)
-    return revisions
+class SimulatedDrivers:
+    """:class:`meshup.drivers.base.ClusterDrivers` of simulated clusters kept in ``db``."""
 
+    def __init__(self, db: Database, clock: Clock, timing: SimTiming | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.timing = timing or SimTiming()
 
-def _namespace(cluster_id: str, state: Document, name: str) -> dict[str, Any]:
-    for ns in state.get("namespaces") or []:
-        if ns.get("name") == name:
-            assert isinstance(ns, dict)
-            return ns
-    raise Refused(f"cluster {cluster_id}: namespace {name} not found")
+    def for_account(self, account_id: str) -> SimulatedDriver:
+        return SimulatedDriver(self.db, self.clock, account_id, self.timing)
 
 
 def _require_available(cluster_id: str, state: Document) -> None:
@@ -417,42 +497,8 @@ def _require_available(cluster_id: str, state: Document) -> None:
         raise Refused(f"cluster {cluster_id} is {status}")
 
 
-def _remaining(fault: dict[str, Any]) -> bool:
-    times = fault.get("times")
-    return times is None or int(fault.get("fired") or 0) < int(times)
-
-
-def _fires(fault: dict[str, Any], job_type: str, namespace: str | None, workload: str | None) -> bool:
-    if fault.get("jobType") != job_type or fault.get("neverReady"):
-        return False
-    if fault.get("workload") != workload:  # plain faults have none; workload faults name one
-        return False
-    scope = fault.get("namespace")
-    if scope is not None and scope != namespace:
-        return False
-    return _remaining(fault)
-
-
-def _take_never_ready(faults: list[dict[str, Any]], revision: str) -> bool:
-    """Consume a ``neverReady`` fault for a revision being installed, if one fires."""
-    for fault in faults:
-        if (
-            fault.get("jobType") == "WaitControlPlaneReady"
-            and fault.get("neverReady")
-            and fault.get("revision") in (None, revision)
-            and _remaining(fault)
-        ):
-            fault["fired"] = int(fault.get("fired") or 0) + 1
-            return True
-    return False
-
-
-def _time(value: Any) -> datetime | None:
-    return None if value is None else parse_rfc3339(str(value))
-
-
 def _plural(count: int, noun: str) -> str:
     return noun if count == 1 else f"{noun}s"
 
 
-__all__ = ["SimulatedDriver", "document_time", "facts_of"]
+__all__ = ["RETENTION", "SimTiming", "SimulatedDriver", "SimulatedDrivers"]

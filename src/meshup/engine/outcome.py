@@ -23,32 +23,16 @@ class Fail:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    """Not finished yet (a revision becoming ready, a batch restarting): run again later.
+    """Not finished yet (a revision becoming ready, a batch restarting): run again in ``seconds``.
 
     ``state`` is merged into the leaf's payload so the next run knows where it got to.
     """
 
     seconds: float
-    note: str = ""
     state: dict[str, Any] = field(default_factory=dict)
 
 
 Outcome = Done | Fail | Wait
-
-
-@dataclass(frozen=True, slots=True)
-class SimTiming:
-    """Simulated durations in seconds (before the speed factor). speed 0 = no simulated time."""
-
-    speed: float = 1.0
-    control_plane_ready: float = 6.0
-    restart_batch: float = 2.0
-    check: float = 0.3
-    gateway: float = 1.0
-    uninstall: float = 1.0
-
-    def scaled(self, seconds: float) -> float:
-        return max(0.0, seconds * self.speed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +43,4 @@ class StepContext:
     job_type: str
     target: str
     payload: dict[str, Any]  # cluster, namespace, revisions, versions, workloads, ... (see upgrades.plans)
-    attempt: int
     now: datetime
-    timing: SimTiming

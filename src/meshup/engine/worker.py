@@ -1,11 +1,13 @@
 """The job engine: workers claim runnable leaves with a lease, run their step, and record it.
 
-One leaf = three short transactions: the claim (a lease, committed at once), the start (the leaf
-shows Running together with its re-derived ancestors, so a reader never sees a running leaf under
-an Initializing parent) and the finish, which checks the lease is still ours, runs the step
-against the driver, stores the outcome, re-derives the ancestors, makes the next leaves runnable
-and, when the root is done, tells its owner (upgrade task, mesh) — all in one commit, so a crash
-anywhere loses nothing and a leaf's effects are recorded exactly once.
+One leaf = a claim (a lease, committed at once), a start (the leaf shows Running together with its
+re-derived ancestors, so a reader never sees a running leaf under an Initializing parent), the
+step, run through ``drivers.for_account(account)`` with **no database transaction open** (the
+driver commits its own short transactions), and a finish: one transaction that locks the tree,
+checks the lease is still ours, stores the outcome, re-derives the ancestors, makes the next leaves
+runnable and, when the root is done, tells its owner (upgrade task, mesh). A crash anywhere loses
+nothing: a step whose outcome was not recorded runs again, and drivers make that repeated request
+converge.
 """
 
 from __future__ import annotations
@@ -15,27 +17,24 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from meshup.clock import Clock, FixedClock
-from meshup.engine.outcome import Done, Fail, Outcome, SimTiming, StepContext, Wait
+from meshup.drivers.base import ClusterDriver, ClusterDrivers
+from meshup.engine.outcome import Done, Fail, Outcome, StepContext, Wait
 from meshup.errors import Unavailable
 from meshup.jobs.model import JobNode, Phase, assemble
 from meshup.jobs.scheduling import rederive_ancestors, runnable_leaves
 from meshup.store import engine as engine_store
-from meshup.store import tables as t
+from meshup.timefmt import as_utc
 
 log = logging.getLogger("meshup.engine")
 
-StepFn = Callable[[StepContext, Any], Outcome]
-
-
-class DriverFactory(Protocol):
-    def __call__(self, conn: Connection, account_id: str, now: datetime) -> Any: ...
+StepFn = Callable[[StepContext, ClusterDriver], Outcome]
 
 
 class RootFinished(Protocol):
@@ -53,7 +52,6 @@ class EngineConfig:
     max_attempts: int = 5
     retry_backoff: float = 1.0
     reap_interval: float = 5.0
-    timing: SimTiming = field(default_factory=SimTiming)
 
 
 def new_owner_id() -> str:
@@ -81,7 +79,7 @@ class Engine:
         config: EngineConfig,
         *,
         steps: Mapping[str, StepFn],
-        driver_factory: DriverFactory,
+        drivers: ClusterDrivers,
         on_root_finished: RootFinished,
         owner: str | None = None,
     ) -> None:
@@ -89,7 +87,7 @@ class Engine:
         self.clock = clock
         self.config = config
         self.steps = steps
-        self.driver_factory = driver_factory
+        self.drivers = drivers
         self.on_root_finished = on_root_finished
         self.owner = owner or new_owner_id()
         self._in_flight: set[str] = set()
@@ -113,44 +111,48 @@ class Engine:
         with self._lock:
             self._in_flight.add(leaf.id)
         try:
-            self._finish(leaf)
+            try:
+                outcome = self._run_step(leaf)  # no connection held: the driver opens its own
+            except Unavailable:
+                log.warning("database unavailable while running job %s; its lease will expire", leaf.id)
+                return True
+            except Exception as exc:
+                log.exception("step %s of job %s raised", leaf.type, leaf.id)
+                self._record_crash(leaf, exc)
+                return True
+            self._finish(leaf, outcome)
         finally:
             with self._lock:
                 self._in_flight.discard(leaf.id)
         return True
 
-    def _finish(self, leaf: engine_store.ClaimedLeaf) -> None:
+    def _run_step(self, leaf: engine_store.ClaimedLeaf) -> Outcome:
+        step = self.steps.get(leaf.type)
+        if step is None:
+            return Fail(f"meshup has no implementation for job type {leaf.type}")
+        context = StepContext(
+            job_id=leaf.id,
+            job_type=leaf.type,
+            target=leaf.target,
+            payload=leaf.payload,
+            now=self.clock.now(),
+        )
+        return step(context, self.drivers.for_account(leaf.account_id))
+
+    def _finish(self, leaf: engine_store.ClaimedLeaf, outcome: Outcome) -> None:
+        """Record a step's outcome, if the leaf is still ours (one transaction)."""
         try:
             with self.db.write() as conn:
                 engine_store.lock_tree(conn, leaf.root_id)
                 if not engine_store.lock_leaf(conn, leaf.id, self.owner):
                     log.warning("lease on job %s was lost; another worker has it", leaf.id)
                     return
-                now = self.clock.now()
-                outcome = self._run_step(conn, leaf, now)
-                self._record(conn, leaf, outcome, now)
+                self._record(conn, leaf, outcome, self.clock.now())
         except Unavailable:
             log.warning("database unavailable while finishing job %s; its lease will expire", leaf.id)
         except Exception as exc:
-            log.exception("step %s of job %s raised", leaf.type, leaf.id)
+            log.exception("recording the outcome of job %s failed", leaf.id)
             self._record_crash(leaf, exc)
-
-    def _run_step(self, conn: Connection, leaf: engine_store.ClaimedLeaf, now: datetime) -> Outcome:
-        step = self.steps.get(leaf.type)
-        if step is None:
-            return Fail(f"meshup has no implementation for job type {leaf.type}")
-        account_id = conn.execute(select(t.meshes.c.account_id).where(t.meshes.c.id == leaf.mesh_id)).scalar()
-        driver = self.driver_factory(conn, str(account_id), now)
-        context = StepContext(
-            job_id=leaf.id,
-            job_type=leaf.type,
-            target=leaf.target,
-            payload=leaf.payload,
-            attempt=leaf.attempt,
-            now=now,
-            timing=self.config.timing,
-        )
-        return step(context, driver)
 
     def _record(
         self, conn: Connection, leaf: engine_store.ClaimedLeaf, outcome: Outcome, now: datetime
@@ -242,8 +244,6 @@ class Engine:
                 return processed
             if not isinstance(self.clock, FixedClock):
                 raise RuntimeError("run_until_idle with pending timed work needs a FixedClock")
-            from meshup.timefmt import as_utc
-
             due = as_utc(wake)
             if due > self.clock.now():
                 self.clock.set(due)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from meshup.drivers.base import REVISION_LABEL, revision_of
+from meshup.drivers.base import ClusterFacts, revision_of
 from meshup.jobs.model import JobNode, Phase
 from meshup.store.jobs import NewJob
 
@@ -37,11 +37,11 @@ def plan_lifecycle(
     version: str,
     clusters: Sequence[str],
     now: datetime,
-    documents: Mapping[str, Mapping[str, Any]] | None = None,
+    facts: Mapping[str, ClusterFacts] | None = None,
 ) -> list[NewJob]:
     """Per cluster, one after another: checks and install (create) or gateways and uninstall (delete).
 
-    ``documents`` (delete): the clusters' documents. Namespaces labelled ``istio.io/rev=<the
+    ``facts`` (delete): the clusters' facts. Namespaces labelled ``istio.io/rev=<the
     mesh's revision>`` (as a canary upgrade leaves them) are reverted to their previous injection
     labels before the control plane is uninstalled, which refuses to remove a revision in use.
     """
@@ -78,7 +78,8 @@ def plan_lifecycle(
             ]
         else:
             leaves.append(("RemoveGateways", target, {**common, "revision": revision}))
-            users = revision_users((documents or {}).get(cluster, {}), revision)
+            found = (facts or {}).get(cluster)
+            users = revision_users(found, revision) if found is not None else []
             if users:
                 leaves.append(("RevertNamespaces", target, {**common, "namespaces": users}))
             leaves.append(("UninstallControlPlane", target, {**common, "revision": revision}))
@@ -87,18 +88,12 @@ def plan_lifecycle(
     return jobs
 
 
-def revision_users(document: Mapping[str, Any], revision: str) -> list[str]:
-    """Names of the namespaces of a cluster document labelled ``istio.io/rev=<revision>``."""
-    return [
-        str(namespace.get("name"))
-        for namespace in document.get("namespaces") or []
-        if (namespace.get("labels") or {}).get(REVISION_LABEL) == revision
-    ]
+def revision_users(facts: ClusterFacts, revision: str) -> list[str]:
+    """Names of the namespaces of a cluster labelled ``istio.io/rev=<revision>``."""
+    return [namespace.name for namespace in facts.namespaces if namespace.revision == revision]
 
 
-def has_installation(document: Mapping[str, Any], version: str) -> bool:
-    """Whether a cluster document holds the control plane or gateways of the mesh's revision."""
+def has_installation(facts: ClusterFacts, version: str) -> bool:
+    """Whether a cluster holds the control plane or gateways of the mesh's revision."""
     revision = revision_of(version)
-    revisions = (document.get("controlPlane") or {}).get("revisions") or {}
-    gateways = document.get("gateways") or []
-    return revision in revisions or any(gateway.get("revision") == revision for gateway in gateways)
+    return revision in facts.revisions or bool(facts.gateways_of(revision))

@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from meshup.drivers.simulated import SimulatedDriver
-from meshup.engine.outcome import SimTiming
+from meshup.drivers.base import ClusterDrivers, ClusterFacts
 from meshup.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from meshup.iam import actions
 from meshup.iam.service import Caller, IdentityService
@@ -36,10 +35,10 @@ BUSY = frozenset({"Creating", "Deleting", "Upgrading", "RollingBack"})
 
 
 class MeshService:
-    def __init__(self, identity: IdentityService, schedule: Any, timing: SimTiming) -> None:
+    def __init__(self, identity: IdentityService, schedule: Any, *, drivers: ClusterDrivers) -> None:
         self.identity = identity
         self.schedule = schedule
-        self.timing = timing
+        self.drivers = drivers
 
     def _visible(
         self, conn: Connection, caller: Caller, project_id: str, mesh_id: str, action: actions.Action, ip: str
@@ -85,9 +84,6 @@ class MeshService:
                 raise Conflict(f"cluster {cluster['clusterID']} already belongs to mesh {owner}")
         mesh_id = str(uuid.uuid4())
         cluster_ids = [cluster["clusterID"] for cluster in request.clusters]
-        driver = SimulatedDriver(conn, account_id, now, self.timing)
-        for cluster_id in cluster_ids:
-            driver.facts(cluster_id)  # a cluster never seen before is created with healthy defaults
         mesh_store.insert_mesh(
             conn,
             {
@@ -154,14 +150,15 @@ class MeshService:
         if mesh.phase in BUSY:
             raise Conflict(f"mesh {mesh.name} is {mesh.phase}; wait for its job to finish")
         cluster_ids = [str(c.get("clusterID")) for c in (mesh.clusters or [])]
-        documents = mesh_store.cluster_documents(conn, mesh.account_id, cluster_ids)
+        driver = self.drivers.for_account(mesh.account_id)
+        facts = {cluster_id: driver.facts(cluster_id) for cluster_id in cluster_ids}
         # Only clusters where the mesh left something behind need an uninstall (a mesh whose
         # creation failed early may have none, even on a cluster that is now unreachable).
-        installed = [c for c in cluster_ids if plans.has_installation(documents.get(c, {}), mesh.version)]
+        installed = [c for c in cluster_ids if plans.has_installation(facts[c], mesh.version)]
         mesh_store.set_mesh_state(conn, mesh.id, phase="Deleting", now=now)
         if installed:
             self._start(
-                conn, plans.DELETE, mesh.id, mesh.name, mesh.version, installed, project_id, now, documents
+                conn, plans.DELETE, mesh.id, mesh.name, mesh.version, installed, project_id, now, facts
             )
             return render_mesh(mesh_store.mesh_by_id(conn, mesh.id))
         document = render_mesh(mesh_store.mesh_by_id(conn, mesh.id))
@@ -178,9 +175,9 @@ class MeshService:
         clusters: list[str],
         project_id: str,
         now: datetime,
-        documents: Mapping[str, Mapping[str, Any]] | None = None,
+        facts: Mapping[str, ClusterFacts] | None = None,
     ) -> None:
-        jobs = plans.plan_lifecycle(kind, mesh_id, name, version, clusters, now, documents)
+        jobs = plans.plan_lifecycle(kind, mesh_id, name, version, clusters, now, facts)
         job_store.insert_nodes(conn, jobs, mesh_id=mesh_id, project_id=project_id)
         self.schedule(conn, jobs[0].node.id, now)
         mesh_store.update_mesh(conn, mesh_id, {"job_id": jobs[0].node.id})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import uuid
@@ -13,14 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from meshup.drivers.base import (
-    INGRESS_GATEWAY,
-    INJECTION_LABEL,
-    REVISION_LABEL,
-    default_gateway_labels,
-    gateway_name,
-    revision_of,
-)
+from meshup.drivers.simulated_documents import adopt_cluster_state, default_cluster_state
 from meshup.errors import Conflict
 from meshup.iam.identity import new_hex_id
 from meshup.iam.passwords import hash_password, verify_password
@@ -40,7 +32,6 @@ from meshup.store import accounts as account_store
 from meshup.store import identity as identity_store
 from meshup.store import jobs as job_store
 from meshup.store import meshes as mesh_store
-from meshup.timefmt import as_utc, parse_rfc3339
 
 DEFAULT_ENTERPRISE_PROJECT = ("0", "default")
 # Kept in a seeded cluster's document: what the seed declared, to leave it alone when unchanged.
@@ -244,64 +235,6 @@ def cluster_state(cluster: SeedCluster) -> dict[str, Any]:
     return state
 
 
-def document_time(instant: datetime) -> str:
-    """Instants inside a cluster document: RFC 3339 UTC with microseconds (simulated waits are short)."""
-    return as_utc(instant).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def revision_entry(version: str, installed_at: datetime, ready_at: datetime | None) -> dict[str, Any]:
-    """A control-plane revision in a cluster document (``controlPlane.revisions[<revision>]``)."""
-    return {
-        "version": version,
-        "installedAt": document_time(installed_at),
-        "readyAt": document_time(ready_at) if ready_at is not None else None,
-        "neverReady": False,
-    }
-
-
-def adopt_cluster_state(state: Mapping[str, Any], mesh_version: str, now: datetime) -> dict[str, Any]:
-    """The document of a cluster that runs a mesh at ``mesh_version`` (idempotent).
-
-    The revision of the version is installed and ready and is the default revision, it has an
-    ingress gateway, and every workload of a namespace that injects it (``istio-injection=enabled``,
-    or ``istio.io/rev=<revision>`` without ``istio-injection``) whose sidecar version is not given
-    runs ``mesh_version``. Everything else (other revisions, gateways, CRDs, faults) is kept.
-    """
-    doc = copy.deepcopy(dict(state))
-    revision = revision_of(mesh_version)
-    control = doc.setdefault("controlPlane", {})
-    revisions = control.setdefault("revisions", {})
-    entry = revisions.get(revision)
-    if entry is None:
-        revisions[revision] = revision_entry(mesh_version, now, now)
-    else:
-        entry["neverReady"] = False
-        if entry.get("readyAt") is None or parse_rfc3339(str(entry["readyAt"])) > now:
-            entry["readyAt"] = document_time(now)
-        entry.setdefault("installedAt", entry["readyAt"])
-    control["defaultRevision"] = revision
-    gateways = doc.setdefault("gateways", [])
-    if not any(gateway.get("revision") == revision for gateway in gateways):
-        gateways.append(
-            {
-                "name": gateway_name(INGRESS_GATEWAY, revision),
-                "revision": revision,
-                "labels": default_gateway_labels(revision),
-            }
-        )
-    doc.setdefault("crds", [])
-    for namespace in doc.get("namespaces", []):
-        labels = namespace.get("labels", {})
-        injection = labels.get(INJECTION_LABEL)
-        injects = injection == "enabled" or (injection is None and labels.get(REVISION_LABEL) == revision)
-        if not injects:
-            continue
-        for workload in namespace.get("workloads", []):
-            if workload.get("sidecarVersion") is None:
-                workload["sidecarVersion"] = mesh_version
-    return doc
-
-
 def _fingerprint(state: Mapping[str, Any], faults: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps([state, faults], sort_keys=True, default=str).encode()).hexdigest()
 
@@ -404,22 +337,6 @@ def _apply_mesh(
 def _needs_adoption(state: Mapping[str, Any]) -> bool:
     """A cluster document that has never had a control plane (freshly declared by a seed)."""
     return not (state.get("controlPlane") or {}).get("revisions")
-
-
-def default_cluster_state() -> dict[str, Any]:
-    """A healthy cluster for an id nobody declared (the simulated driver's defaults)."""
-    return {
-        "kubernetesVersion": "1.28",
-        "status": "Available",
-        "nodes": {"count": 3, "cpu": "8", "memory": "32Gi", "masterLabelled": 3},
-        "namespaces": [
-            {
-                "name": "default",
-                "labels": {"istio-injection": "enabled"},
-                "workloads": [{"name": "demo", "replicas": 2, "sidecarVersion": None}],
-            }
-        ],
-    }
 
 
 def fixture_tree(job: SeedJob, now: datetime) -> list[JobNode]:

@@ -1,6 +1,8 @@
 """The engine's reads and writes: claims with leases, reaping, and finishing leaves.
 
-Claims commit at once (no transaction stays open while a step runs). PostgreSQL claims with
+Claims commit at once and no transaction stays open while a step runs: a leaf is claimed (one
+commit), started (another), its step runs through a driver with no connection held, and the finish
+is one transaction. PostgreSQL claims with
 ``FOR UPDATE SKIP LOCKED`` so workers never wait on each other; SQLite serialises writers with
 ``BEGIN IMMEDIATE`` (see store.db), which gives the same guarantee.
 """
@@ -31,6 +33,7 @@ class ClaimedLeaf:
     payload: dict[str, Any]
     mesh_id: str
     project_id: str
+    account_id: str  # of the mesh: whose clusters the step acts on
 
 
 def _claimable(now: datetime) -> Any:
@@ -39,6 +42,10 @@ def _claimable(now: datetime) -> Any:
         j.c.run_after <= now,
         or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now),
     )
+
+
+# Jobs belong to a mesh, and a mesh to an account (meshes are soft-deleted, so the row stays).
+_account_of_mesh = select(t.meshes.c.account_id).where(t.meshes.c.id == j.c.mesh_id).scalar_subquery()
 
 
 def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
@@ -51,7 +58,15 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         .where(_claimable(now))
         .values(lease_owner=owner, lease_expires_at=now + lease, attempt=j.c.attempt + 1)
         .returning(
-            j.c.id, j.c.root_id, j.c.type, j.c.target, j.c.attempt, j.c.payload, j.c.mesh_id, j.c.project_id
+            j.c.id,
+            j.c.root_id,
+            j.c.type,
+            j.c.target,
+            j.c.attempt,
+            j.c.payload,
+            j.c.mesh_id,
+            j.c.project_id,
+            _account_of_mesh.label("account_id"),
         )
     )
     row = conn.execute(stmt).first()
@@ -66,6 +81,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         payload=dict(row.payload or {}),
         mesh_id=row.mesh_id,
         project_id=row.project_id,
+        account_id=str(row.account_id or ""),
     )
 
 

@@ -157,6 +157,8 @@ clusters = Table(
     # The simulated driver's view of the cluster (versions, nodes, namespaces, workloads, ...).
     Column("state", JSON, nullable=False),
     Column("faults", JSON, nullable=False, default=list),
+    # The simulated driver's record of operations per job (idempotent requests; see drivers.simulated).
+    Column("operations", JSON, nullable=False, default=dict),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from meshup.drivers.simulated import facts_of
+from meshup.drivers.base import ClusterDrivers
 from meshup.errors import Conflict, InvalidRequest, NotFound
 from meshup.iam import actions
 from meshup.iam.service import Caller, IdentityService, MeshFacts
@@ -50,9 +50,10 @@ def _history(state: TaskState) -> list[dict[str, str]]:
 
 
 class UpgradeService:
-    def __init__(self, identity: IdentityService, schedule: Any) -> None:
+    def __init__(self, identity: IdentityService, schedule: Any, *, drivers: ClusterDrivers) -> None:
         self.identity = identity
         self.schedule = schedule  # engine.worker.schedule: make a new tree's first leaves runnable
+        self.drivers = drivers
 
     # -- reads and writes from the API -----------------------------------------------------------
 
@@ -210,8 +211,8 @@ class UpgradeService:
         source_version: str | None = None,
     ) -> PlanContext:
         cluster_ids = [str(c.get("clusterID")) for c in (mesh.clusters or [])]
-        documents = mesh_store.cluster_documents(conn, mesh.account_id, cluster_ids)
-        views = [facts_of(cid, documents.get(cid, {})) for cid in cluster_ids]
+        driver = self.drivers.for_account(mesh.account_id)
+        views = [driver.facts(cid) for cid in cluster_ids]
         return PlanContext(
             mesh_id=mesh.id,
             mesh_name=mesh.name,

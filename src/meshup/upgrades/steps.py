@@ -1,15 +1,18 @@
 """One step function per leaf job type: what the engine runs for a leaf, through a cluster driver.
 
-A step is called with the leaf's :class:`StepContext` and a driver bound to the same transaction,
-and returns Done, Fail or Wait. Steps are idempotent (after a crash a step may run again) and take
-simulated time by returning ``Wait``: the first run returns ``Wait(seconds, state={"waitUntil": …})``
-and the engine runs the step again later with that state merged into the payload. With
-``SimTiming.speed == 0`` no step ever waits: it completes in one run.
+A step is called with the leaf's :class:`StepContext` and the driver of the mesh's account, with
+no database transaction open, and returns Done, Fail or Wait. Steps only talk to the driver
+protocol (``drivers.base``): each asks for what it needs ("ensure X"), and when the driver says
+the cluster is not there yet (a revision becoming ready, a batch restarting) the step returns
+``Wait`` for the driver's suggested delay; the engine runs it again later and the driver sees the
+same request again (the job id is in the :class:`Requester`), so steps keep no state of their own.
+A driver's refusal (an Unavailable cluster, a missing namespace, an injected fault) fails the leaf
+with its reason. Pre-checks inspect the cluster and apply the rules of ``upgrades.prechecks``.
 
-Every step, on its first run (no ``waitUntil`` in the payload), first asks the driver for an
-injected fault (``driver.consume_fault``) and fails with its reason if one fires. Every step except
-the pre-checks then fails with ``cluster <id> is Unavailable`` on an Unavailable cluster (checked on
-every run).
+``WaitControlPlaneReady`` gives up on a revision that is not ready after ``timeout = expected *
+controlPlaneReadyTimeoutFactor`` seconds: the driver reports how long a revision usually takes to
+get ready (``Progress.expected``; for simulated clusters the scaled simulated time), the factor is a
+rule in ``data/upgrade_rules.yaml``.
 
 Payload keys (``StepContext.payload``), put there by the plans:
 
@@ -28,45 +31,67 @@ Payload keys (``StepContext.payload``), put there by the plans:
   ``targetVersion``; ``InstallGateways`` copies the gateways of ``sourceRevision`` if given.
 - ``RestoreGateways``: ``sourceRevision``, ``targetRevision``.
 - ``CheckUpgradePath``: ``sourceVersion``, ``targetVersion`` (``cluster`` optional: mesh level).
-
-State a step keeps between runs (merged into the payload by the engine): ``waitUntil``. A retry
-that starts a new job must not carry it over.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from meshup.drivers.base import ClusterDriver, ClusterFacts, Refused, istiod_name, revision_of
+from meshup.drivers.base import (
+    ClusterDriver,
+    ClusterFacts,
+    Progress,
+    Refused,
+    Requester,
+    istiod_name,
+    revision_of,
+)
 from meshup.engine.outcome import Done, Fail, Outcome, StepContext, Wait
-from meshup.timefmt import parse_rfc3339
 from meshup.upgrades import prechecks
 from meshup.upgrades.prechecks import upgrade_rules
 
 StepFn = Callable[[StepContext, ClusterDriver], Outcome]
-WAIT_KEY = "waitUntil"
+RECHECK_SECONDS = 1.0
+"""How soon to ask again when a driver has no estimate."""
 
 
 class _PayloadError(Exception):
     """The plan left out something the step needs (a bug): the leaf fails saying what."""
 
 
+class _NotYet(Exception):
+    """The driver is not done yet: the step waits (raised from deep inside a step)."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(progress.note)
+        self.progress = progress
+
+
 def _step(fn: StepFn) -> StepFn:
-    """Driver refusals and payload gaps become Fail, never an exception the engine must retry."""
+    """Driver refusals and payload gaps become Fail, a pending operation becomes Wait."""
 
     @functools.wraps(fn)
     def run(ctx: StepContext, driver: ClusterDriver) -> Outcome:
         try:
             return fn(ctx, driver)
+        except _NotYet as waiting:
+            retry = waiting.progress.retry_in
+            return Wait(RECHECK_SECONDS if retry is None else retry)
         except Refused as refused:
             return Fail(str(refused))
         except _PayloadError as error:
             return Fail(f"{ctx.job_type}: {error}")
 
     return run
+
+
+def _ready(progress: Progress) -> Progress:
+    """The progress of a finished operation; raises _NotYet for one still going."""
+    if not progress.done:
+        raise _NotYet(progress)
+    return progress
 
 
 # ------------------------------------------------------------------------ payload access
@@ -94,45 +119,12 @@ def _revision(ctx: StepContext, which: str) -> str:
     return revision_of(_text(ctx, f"{which}Version"))
 
 
-def _iso(instant: datetime) -> str:
-    return instant.isoformat()
+def _has_source(ctx: StepContext) -> bool:
+    return bool(ctx.payload.get("sourceRevision") or ctx.payload.get("sourceVersion"))
 
 
-def _first_run(ctx: StepContext) -> bool:
-    return WAIT_KEY not in ctx.payload
-
-
-def _wait(ctx: StepContext, seconds: float, note: str) -> Wait:
-    return Wait(seconds, note, state={WAIT_KEY: _iso(ctx.now + timedelta(seconds=seconds))})
-
-
-def _prelude(
-    ctx: StepContext,
-    driver: ClusterDriver,
-    *,
-    delay: float = 0.0,
-    note: str = "",
-    available: bool = True,
-    namespace: str | None = None,
-) -> Outcome | None:
-    """Fault injection (first run), availability (every run), simulated duration: an outcome to
-    return at once, or None when the step should do its work now."""
-    cluster = ctx.payload.get("cluster")
-    if cluster is not None:
-        if _first_run(ctx):
-            reason = driver.consume_fault(str(cluster), ctx.job_type, namespace)
-            if reason is not None:
-                return Fail(reason)
-        if available:
-            facts = driver.facts(str(cluster))
-            if not facts.available:
-                return Fail(f"cluster {cluster} is {facts.status}")
-    until = ctx.payload.get(WAIT_KEY)
-    if until is None:
-        seconds = ctx.timing.scaled(delay)
-        return _wait(ctx, seconds, note) if seconds > 0 else None
-    remaining = (parse_rfc3339(str(until)) - ctx.now).total_seconds()
-    return Wait(remaining, note, state={WAIT_KEY: str(until)}) if remaining > 0 else None
+def _asker(ctx: StepContext, namespace: str | None = None) -> Requester:
+    return Requester(job_type=ctx.job_type, job_id=ctx.job_id, namespace=namespace)
 
 
 # ------------------------------------------------------------------------ pre-checks
@@ -144,9 +136,7 @@ def _check(
     @_step
     def run(ctx: StepContext, driver: ClusterDriver) -> Outcome:
         cluster = _text(ctx, "cluster")
-        early = _prelude(ctx, driver, delay=ctx.timing.check, note="checking", available=False)
-        if early is not None:
-            return early
+        _ready(driver.inspect(cluster, _asker(ctx)))
         reason = rule(ctx, driver.facts(cluster))
         return Fail(reason) if reason else Done()
 
@@ -155,9 +145,9 @@ def _check(
 
 @_step
 def check_upgrade_path(ctx: StepContext, driver: ClusterDriver) -> Outcome:
-    early = _prelude(ctx, driver, delay=ctx.timing.check, note="checking", available=False)
-    if early is not None:
-        return early
+    cluster = ctx.payload.get("cluster")
+    if cluster:  # a cluster-level check (faults and check time apply); else mesh level
+        _ready(driver.inspect(str(cluster), _asker(ctx)))
     reason = prechecks.check_upgrade_path(_text(ctx, "sourceVersion"), _text(ctx, "targetVersion"))
     return Fail(reason) if reason else Done()
 
@@ -180,91 +170,64 @@ check_gateway_labels = _check(
 check_injection_labels = _check(lambda ctx, facts: prechecks.check_injection_labels(facts))
 
 
-def _has_source(ctx: StepContext) -> bool:
-    return bool(ctx.payload.get("sourceRevision") or ctx.payload.get("sourceVersion"))
-
-
 # ------------------------------------------------------------------------ control plane
 
 
 @_step
 def install_control_plane(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, revision = _text(ctx, "cluster"), _revision(ctx, "target")
-    early = _prelude(ctx, driver)
-    if early is not None:
-        return early
-    driver.ensure_control_plane(cluster, revision, _text(ctx, "targetVersion"))
+    _ready(driver.ensure_control_plane(cluster, revision, _text(ctx, "targetVersion"), _asker(ctx)))
     return Done({"revision": revision})
 
 
 @_step
 def wait_control_plane_ready(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, revision = _text(ctx, "cluster"), _revision(ctx, "target")
-    early = _prelude(ctx, driver)
-    if early is not None:
-        return early
-    status = driver.control_plane_status(cluster, revision)
-    if not status.installed:
-        return Fail(f"cluster {cluster}: {istiod_name(revision)} is not installed")
-    if status.ready:
+    progress = driver.control_plane_ready(cluster, revision, _asker(ctx))
+    if progress.done:
         return Done({"revision": revision})
-    timing = ctx.timing
-    timeout = timing.scaled(timing.control_plane_ready * upgrade_rules().ready_timeout_factor)
-    left = timeout - status.age
+    timeout = progress.expected * upgrade_rules().ready_timeout_factor
+    left = timeout - progress.elapsed
     if left <= 0:
         return Fail(f"cluster {cluster}: {istiod_name(revision)} not ready after {timeout:g}s")
-    seconds = left if status.ready_in is None else min(status.ready_in, left)
-    return _wait(ctx, seconds, f"waiting for {istiod_name(revision)}")
+    return Wait(left if progress.retry_in is None else min(progress.retry_in, left))
 
 
 @_step
 def install_gateways(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, revision = _text(ctx, "cluster"), _revision(ctx, "target")
     source = _revision(ctx, "source") if _has_source(ctx) else None
-    early = _prelude(ctx, driver, delay=ctx.timing.gateway, note="installing gateways")
-    if early is not None:
-        return early
-    return Done({"gateways": driver.ensure_gateways(cluster, revision, source)})
+    progress = _ready(driver.ensure_gateways(cluster, revision, source, _asker(ctx)))
+    return Done({"gateways": list(progress.names)})
 
 
 @_step
 def switch_default_revision(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, revision = _text(ctx, "cluster"), _revision(ctx, "target")
-    early = _prelude(ctx, driver)
-    if early is not None:
-        return early
-    driver.ensure_default_revision(cluster, revision)
+    _ready(driver.ensure_default_revision(cluster, revision, _asker(ctx)))
     return Done({"defaultRevision": revision})
 
 
 @_step
 def uninstall_control_plane(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, revision = _text(ctx, "cluster"), _text(ctx, "revision")
-    early = _prelude(ctx, driver, delay=ctx.timing.uninstall, note=f"uninstalling {istiod_name(revision)}")
-    if early is not None:
-        return early
-    driver.ensure_control_plane_removed(cluster, revision)
+    _ready(driver.ensure_control_plane_removed(cluster, revision, _asker(ctx)))
     return Done({"removed": istiod_name(revision)})
 
 
 @_step
 def remove_gateways(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, revision = _text(ctx, "cluster"), _text(ctx, "revision")
-    early = _prelude(ctx, driver, delay=ctx.timing.gateway, note="removing gateways")
-    if early is not None:
-        return early
-    return Done({"removed": driver.ensure_gateways_removed(cluster, revision)})
+    progress = _ready(driver.ensure_gateways_removed(cluster, revision, _asker(ctx)))
+    return Done({"removed": list(progress.names)})
 
 
 @_step
 def restore_gateways(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, source, target = _text(ctx, "cluster"), _revision(ctx, "source"), _revision(ctx, "target")
-    early = _prelude(ctx, driver, delay=ctx.timing.gateway, note="restoring gateways")
-    if early is not None:
-        return early
-    kept = driver.ensure_gateways(cluster, source, target)
-    removed = driver.ensure_gateways_removed(cluster, target)
-    return Done({"gateways": kept, "removed": removed})
+    kept = _ready(driver.ensure_gateways(cluster, source, target, _asker(ctx)))
+    removed = _ready(driver.ensure_gateways_removed(cluster, target, _asker(ctx)))
+    return Done({"gateways": list(kept.names), "removed": list(removed.names)})
 
 
 # ------------------------------------------------------------------------ data plane
@@ -273,10 +236,7 @@ def restore_gateways(ctx: StepContext, driver: ClusterDriver) -> Outcome:
 @_step
 def relabel_namespace(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, namespace, revision = _text(ctx, "cluster"), _text(ctx, "namespace"), _revision(ctx, "target")
-    early = _prelude(ctx, driver, namespace=namespace)
-    if early is not None:
-        return early
-    driver.ensure_namespace_revision(cluster, namespace, revision)
+    _ready(driver.ensure_namespace_revision(cluster, namespace, revision, _asker(ctx, namespace)))
     return Done({"revision": revision})
 
 
@@ -284,22 +244,7 @@ def relabel_namespace(ctx: StepContext, driver: ClusterDriver) -> Outcome:
 def restart_workloads(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, namespace = _text(ctx, "cluster"), _text(ctx, "namespace")
     workloads, version = _names(ctx, "workloads"), _text(ctx, "version")
-    early = _prelude(
-        ctx,
-        driver,
-        delay=ctx.timing.restart_batch,
-        note=f"restarting {', '.join(workloads)}",
-        namespace=namespace,
-    )
-    if early is not None:
-        return early
-    for workload in workloads:
-        reason = driver.consume_fault(cluster, ctx.job_type, namespace, workload)
-        if reason is not None:
-            return Fail(
-                f"cluster {cluster} / namespace {namespace}: workload {workload} did not become ready: {reason}"
-            )
-    driver.ensure_sidecars(cluster, namespace, workloads, version)
+    _ready(driver.ensure_sidecars(cluster, namespace, workloads, version, _asker(ctx, namespace)))
     return Done({"workloads": workloads, "version": version})
 
 
@@ -307,9 +252,7 @@ def restart_workloads(ctx: StepContext, driver: ClusterDriver) -> Outcome:
 def verify_proxies(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, namespace = _text(ctx, "cluster"), _text(ctx, "namespace")
     expected = str(ctx.payload.get("version") or _text(ctx, "targetVersion"))
-    early = _prelude(ctx, driver, delay=ctx.timing.check, note="verifying proxies", namespace=namespace)
-    if early is not None:
-        return early
+    _ready(driver.inspect(cluster, _asker(ctx, namespace), need_available=True))
     found = driver.facts(cluster).namespace(namespace)
     if found is None:
         return Fail(f"cluster {cluster}: namespace {namespace} not found")
@@ -328,16 +271,14 @@ def verify_proxies(ctx: StepContext, driver: ClusterDriver) -> Outcome:
 @_step
 def revert_namespaces(ctx: StepContext, driver: ClusterDriver) -> Outcome:
     cluster, namespaces, revision = _text(ctx, "cluster"), _names(ctx, "namespaces"), _revision(ctx, "target")
-    early = _prelude(ctx, driver)
-    if early is not None:
-        return early
+    _ready(driver.inspect(cluster, _asker(ctx), need_available=True))  # which namespaces exist
     facts = driver.facts(cluster)
     missing = [name for name in namespaces if facts.namespace(name) is None]
     if missing:
         noun = "namespace" if len(missing) == 1 else "namespaces"
         return Fail(f"cluster {cluster}: {noun} {', '.join(missing)} not found")
     for namespace in namespaces:
-        driver.ensure_namespace_reverted(cluster, namespace, revision)
+        _ready(driver.ensure_namespace_reverted(cluster, namespace, revision, _asker(ctx)))
     return Done({"namespaces": namespaces})
 
 
@@ -365,4 +306,4 @@ STEPS: Mapping[str, StepFn] = MappingProxyType(
 )
 """Step function of every leaf job type (parents such as ``MigrateNamespace`` have none)."""
 
-__all__ = ["STEPS", "WAIT_KEY", "StepFn"]
+__all__ = ["STEPS", "StepFn"]
