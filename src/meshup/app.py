@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +20,8 @@ from starlette.types import ASGIApp
 from meshup import __version__
 from meshup.clock import Clock, SystemClock
 from meshup.config import Settings
-from meshup.drivers.simulated import SimulatedDriver
+from meshup.drivers.base import ClusterDriver, ClusterFacts
+from meshup.drivers.simulated import SimulatedDriver, facts_of
 from meshup.engine.outcome import SimTiming
 from meshup.engine.worker import DriverFactory, Engine, EngineConfig, RootFinished, WorkerPool, schedule
 from meshup.errors import AuthenticationFailed, InvalidRequest, MeshupError, MethodNotAllowed, NotFound
@@ -41,9 +42,12 @@ from meshup.jobs.service import JobService
 from meshup.meshes import routes as mesh_routes
 from meshup.meshes.plans import OWNER as MESH_OWNER
 from meshup.meshes.service import MeshService
+from meshup.seed.apply import default_cluster_state
 from meshup.store import identity as identity_store
+from meshup.store import meshes as mesh_store
 from meshup.store.db import Database, sqlite_path
 from meshup.store.hot import HotReader
+from meshup.store.uow import UnitOfWork, UnitOfWorkFactory
 from meshup.upgrades import routes as upgrade_routes
 from meshup.upgrades.service import OWNER, UpgradeService
 from meshup.upgrades.steps import STEPS
@@ -96,9 +100,11 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Databas
             token_ttl=settings.token_ttl,
         ),
     )
-    upgrades = UpgradeService(identity, schedule)
     timing = SimTiming(speed=settings.sim_speed)
-    meshes = MeshService(identity, schedule, timing)
+    units = UnitOfWorkFactory(db)
+    drivers = SimulatedFacts(db, clock, timing)
+    upgrades = UpgradeService(identity, units, drivers=drivers, scheduler=schedule_in, clock=clock)
+    meshes = MeshService(identity, units, drivers=drivers, scheduler=schedule_in, clock=clock)
     engine = Engine(
         db,
         clock,
@@ -121,6 +127,36 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Databas
         meshes=meshes,
         engine=engine,
     )
+
+
+def schedule_in(uow: UnitOfWork, root_id: str, now: datetime) -> None:
+    """The engine's scheduler, inside the unit of work that wrote the tree."""
+    schedule(uow.connection, root_id, now)
+
+
+class SimulatedFacts:
+    """How services read simulated clusters: facts in a short read transaction of their own, never
+    a write (a cluster nobody declared reads as healthy defaults; the first step that changes it
+    creates its document), so a service may read them while it holds the write transaction."""
+
+    def __init__(self, db: Database, clock: Clock, timing: SimTiming) -> None:
+        self.db = db
+        self.clock = clock
+        self.timing = timing
+
+    def for_account(self, account_id: str) -> ClusterDriver:
+        return _FactsReader(self.db, account_id, self.clock.now(), self.timing)
+
+
+class _FactsReader(SimulatedDriver):
+    def __init__(self, db: Database, account_id: str, now: datetime, timing: SimTiming) -> None:
+        super().__init__(cast(Connection, None), account_id, now, timing)  # reads open their own
+        self.db = db
+
+    def facts(self, cluster_id: str) -> ClusterFacts:
+        with self.db.read() as conn:
+            row = mesh_store.cluster_row(conn, self.account_id, cluster_id)
+        return facts_of(cluster_id, dict(row.state) if row is not None else default_cluster_state())
 
 
 class RootDispatcher:
