@@ -58,7 +58,16 @@ def validate(model: type[M], body: Any) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        error = errors[0]
+        # An unknown field is named before what is wrong inside the object that holds it.
+        for unknown in errors:
+            if (
+                unknown["type"] == "extra_forbidden"
+                and error["loc"][: len(unknown["loc"]) - 1] == unknown["loc"][:-1]
+            ):
+                error = unknown
+                break
         raise InvalidRequest(f"{path_of(error['loc'])}: {_message(model, error)}") from None
 
 
