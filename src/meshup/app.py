@@ -45,6 +45,7 @@ from meshup.meshes.service import MeshService
 from meshup.store import identity as identity_store
 from meshup.store.db import Database, sqlite_path
 from meshup.store.hot import HotReader
+from meshup.store.uow import UnitOfWork, UnitOfWorkFactory
 from meshup.upgrades import routes as upgrade_routes
 from meshup.upgrades.service import OWNER, UpgradeService
 from meshup.upgrades.steps import STEPS
@@ -105,8 +106,9 @@ def build_runtime(
             token_ttl=settings.token_ttl,
         ),
     )
-    upgrades = UpgradeService(identity, schedule, drivers=drivers)
-    meshes = MeshService(identity, schedule, drivers=drivers)
+    units = UnitOfWorkFactory(db)
+    upgrades = UpgradeService(identity, units, drivers=drivers, scheduler=schedule_in, clock=clock)
+    meshes = MeshService(identity, units, drivers=drivers, scheduler=schedule_in, clock=clock)
     engine = Engine(
         db,
         clock,
@@ -129,6 +131,11 @@ def build_runtime(
         meshes=meshes,
         engine=engine,
     )
+
+
+def schedule_in(uow: UnitOfWork, root_id: str, now: datetime) -> None:
+    """The engine's scheduler, inside the unit of work that wrote the tree."""
+    schedule(uow.connection, root_id, now)
 
 
 class RootDispatcher:

@@ -7,6 +7,12 @@ and the envelope, status and code come from the class.
 from __future__ import annotations
 
 
+def shown(value: str) -> str:
+    """Caller-supplied text for an error message: at most 64 characters (then "…"), printable."""
+    clipped = value[:64] + ("…" if len(value) > 64 else "")
+    return clipped if clipped.isprintable() else repr(clipped)
+
+
 class MeshupError(Exception):
     """A failure with a place in the service-layer error table."""
 

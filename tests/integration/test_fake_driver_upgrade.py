@@ -20,10 +20,13 @@ from meshup.config import Settings
 from meshup.drivers.base import INJECTION_LABEL, REVISION_LABEL
 from meshup.http.runtime import Runtime
 from meshup.iam.service import Caller
+from meshup.meshes.schemas import parse_create as parse_mesh
+from meshup.meshes.schemas import render_mesh
 from meshup.seed.apply import apply_seed
 from meshup.seed.schema import parse_seed
 from meshup.store import identity as identity_store
 from meshup.store import tables as t
+from meshup.upgrades.schemas import parse_change, parse_create, render_task
 from tests.support.databases import database_url
 from tests.support.fake_driver import FakeDriver, FakeDrivers, FakeNamespace, FakeWorkload
 
@@ -82,12 +85,10 @@ class Harness:
                 "extendParams": {"clusters": [{"clusterID": c} for c in clusters]},
             },
         }
-        with self.rt.db.write() as conn:
-            return self.rt.meshes.create(conn, self.caller, PROJECT, body, IP, self.clock.now())
+        return render_mesh(self.rt.meshes.create(self.caller, PROJECT, parse_mesh(body), IP))
 
     def mesh(self, mesh_id: str) -> dict[str, Any]:
-        with self.rt.db.read() as conn:
-            return self.rt.meshes.show(conn, self.caller, PROJECT, mesh_id, IP)
+        return render_mesh(self.rt.meshes.show(self.caller, PROJECT, mesh_id, IP))
 
     def create_task(self, mesh_id: str, target: str) -> dict[str, Any]:
         body = {
@@ -102,20 +103,17 @@ class Harness:
                 "currentStep": {"step": "PreCheck"},
             },
         }
-        with self.rt.db.write() as conn:
-            return self.rt.upgrades.create(conn, self.caller, PROJECT, body, IP, self.clock.now())
+        return render_task(self.rt.upgrades.create(self.caller, PROJECT, parse_create(body), IP))
 
     def step(self, task_id: str, step: str, namespaces: list[str] | None = None) -> dict[str, Any]:
         current: dict[str, Any] = {"step": step}
         if namespaces is not None:
             current["namespaces"] = namespaces
         body = {"kind": "MeshUpgrade", "apiVersion": "v1", "spec": {"currentStep": current}}
-        with self.rt.db.write() as conn:
-            return self.rt.upgrades.update(conn, self.caller, PROJECT, task_id, body, IP, self.clock.now())
+        return render_task(self.rt.upgrades.update(self.caller, PROJECT, task_id, parse_change(body), IP))
 
     def task(self, task_id: str) -> dict[str, Any]:
-        with self.rt.db.read() as conn:
-            return self.rt.upgrades.get(conn, self.caller, PROJECT, task_id, IP)
+        return render_task(self.rt.upgrades.get(self.caller, PROJECT, task_id, IP))
 
     def job(self, job_id: str) -> dict[str, Any]:
         with self.rt.db.read() as conn:

@@ -17,6 +17,7 @@ from meshup.store import identity as identity_store
 from meshup.store import jobs as job_store
 from meshup.store import tables as t
 from meshup.store.db import Database
+from meshup.store.uow import UnitOfWorkFactory
 
 SEED = Path(__file__).resolve().parents[1] / "e2e" / "seed.yaml"
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
@@ -100,14 +101,17 @@ def test_seed_stores_secrets_sealed(db: Database) -> None:
 def test_job_tree_round_trip_and_location(db: Database) -> None:
     with db.write() as conn:
         apply_seed(conn, load_seed(SEED), KEY, NOW)
-    with db.read() as conn:
-        location = job_store.locate(conn, "2d1c7a00-0000-4000-8000-000000000003")
-        assert location is not None
-        assert location.root_id == "2d1c7a00-0000-4000-8000-000000000001"
-        assert location.project_id == "0123456789abcdef0123456789abcdef"
-        assert location.tags == [("team", "payments")]
-        nodes = assemble(job_store.load_tree(conn, location.root_id))
-        root = nodes[location.root_id]
+    with UnitOfWorkFactory(db)(read_only=True) as uow:
+        conn = uow.connection
+        root_id = job_store.root_of(conn, "2d1c7a00-0000-4000-8000-000000000003")
+        assert root_id == "2d1c7a00-0000-4000-8000-000000000001"
+        mesh_id = conn.execute(select(t.jobs.c.mesh_id).where(t.jobs.c.id == root_id)).scalar()
+        mesh = uow.meshes.get(str(mesh_id))
+        assert mesh is not None
+        assert mesh.project_id == "0123456789abcdef0123456789abcdef"
+        assert mesh.tag_pairs == [("team", "payments")]
+        nodes = assemble(uow.jobs.nodes(root_id))
+        root = nodes[root_id]
         assert root.phase is Phase.FAILED
         assert [child.type for child in root.children] == [
             "InstallControlPlane",
@@ -115,7 +119,7 @@ def test_job_tree_round_trip_and_location(db: Database) -> None:
             "InstallGateways",
         ]
         assert root.started_at is not None and root.started_at.tzinfo is not None
-        assert job_store.locate(conn, "nope") is None
+        assert job_store.root_of(conn, "nope") is None
 
 
 def test_epoch_bumps_on_every_seed(db: Database) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from meshup.errors import Conflict, InvalidRequest, NotFound
+from meshup.upgrades.schemas import parse_change
 from tests.support.databases import database_url
 from tests.support.flow import PROJECT, Flow, new_task, two_cluster_seed
 
@@ -212,8 +213,5 @@ def test_create_refusals(url: str) -> None:
     with pytest.raises(Conflict, match="already has an active upgrade task"):
         flow.create(new_task())
     body = {"spec": {"targetVersion": "1.18.7-r1", "currentStep": {"step": "PreCheck"}}}
-    with (
-        pytest.raises(InvalidRequest, match="spec.targetVersion: cannot be changed"),
-        flow.rt.db.write() as conn,
-    ):
-        flow.rt.upgrades.update(conn, flow.caller, PROJECT, task_id, body, "", flow.clock.now())
+    with pytest.raises(InvalidRequest, match="spec.targetVersion: cannot be changed"):
+        flow.rt.upgrades.update(flow.caller, PROJECT, task_id, parse_change(body), "")

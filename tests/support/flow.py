@@ -14,11 +14,12 @@ from meshup.drivers.simulated_timing import SimTiming
 from meshup.http.runtime import Runtime
 from meshup.iam.service import Caller
 from meshup.jobs.model import assemble
+from meshup.meshes.model import Mesh
 from meshup.seed.apply import apply_seed
 from meshup.seed.schema import parse_seed
 from meshup.store import identity as identity_store
 from meshup.store import jobs as job_store
-from meshup.store import meshes as mesh_store
+from meshup.upgrades.schemas import parse_change, parse_create, render_task
 
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 PROJECT = "0123456789abcdef0123456789abcdef"
@@ -106,26 +107,22 @@ class Flow:
         return cls(rt, clock, Caller(principal, None))
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        with self.rt.db.write() as conn:
-            return self.rt.upgrades.create(conn, self.caller, PROJECT, body, "127.0.0.1", self.clock.now())
+        task = self.rt.upgrades.create(self.caller, PROJECT, parse_create(body), "127.0.0.1")
+        return render_task(task)
 
     def put(self, task_id: str, step: str, namespaces: list[str] | None = None) -> dict[str, Any]:
         current: dict[str, Any] = {"step": step}
         if namespaces is not None:
             current["namespaces"] = namespaces
         body = {"kind": "MeshUpgrade", "apiVersion": "v1", "spec": {"currentStep": current}}
-        with self.rt.db.write() as conn:
-            return self.rt.upgrades.update(
-                conn, self.caller, PROJECT, task_id, body, "127.0.0.1", self.clock.now()
-            )
+        task = self.rt.upgrades.update(self.caller, PROJECT, task_id, parse_change(body), "127.0.0.1")
+        return render_task(task)
 
     def get(self, task_id: str) -> dict[str, Any]:
-        with self.rt.db.read() as conn:
-            return self.rt.upgrades.get(conn, self.caller, PROJECT, task_id, "127.0.0.1")
+        return render_task(self.rt.upgrades.get(self.caller, PROJECT, task_id, "127.0.0.1"))
 
     def delete(self, task_id: str) -> dict[str, Any]:
-        with self.rt.db.write() as conn:
-            return self.rt.upgrades.delete(conn, self.caller, PROJECT, task_id, "127.0.0.1")
+        return render_task(self.rt.upgrades.delete(self.caller, PROJECT, task_id, "127.0.0.1"))
 
     def job(self, job_id: str) -> dict[str, Any]:
         import orjson
@@ -138,9 +135,11 @@ class Flow:
     def run(self) -> int:
         return self.rt.engine.run_until_idle()
 
-    def mesh(self) -> Any:
-        with self.rt.db.read() as conn:
-            return mesh_store.mesh_by_id(conn, MESH)
+    def mesh(self) -> Mesh:
+        with self.rt.upgrades.uow(read_only=True) as uow:
+            mesh = uow.meshes.get(MESH)
+        assert mesh is not None
+        return mesh
 
     def cluster(self, cluster_id: str) -> dict[str, Any]:
         drivers = SimulatedDrivers(self.rt.db, self.clock, SimTiming(speed=0))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from meshup.drivers.base import ClusterFacts, Namespace, Nodes, Workload
-from meshup.jobs.model import Phase, assemble
-from meshup.store.jobs import NewJob
+from meshup.injection import injected_namespaces
+from meshup.jobs.model import JobTree, Phase, assemble
 from meshup.upgrades.model import Step
-from meshup.upgrades.plans import PlanContext, injected_namespaces, migrated_by, plan_step
+from meshup.upgrades.plans import PlanContext, migrated_by, plan_step
 
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 
@@ -43,7 +43,8 @@ def context(*clusters: ClusterFacts) -> PlanContext:
     )
 
 
-def shape(jobs: list[NewJob]) -> list[tuple[int, str, str]]:
+def shape(tree: JobTree) -> list[tuple[int, str, str]]:
+    jobs = tree.jobs
     depth = {jobs[0].node.id: 0}
     out = []
     for job in jobs:
@@ -58,10 +59,11 @@ def test_injected_namespaces_follow_istio_rules() -> None:
 
 
 def test_precheck_runs_every_check_per_cluster_in_parallel() -> None:
-    jobs = plan_step(Step.PRECHECK, context(C1, C2))
+    tree = plan_step(Step.PRECHECK, context(C1, C2))
+    jobs = tree.jobs
     root = jobs[0]
     assert root.payload["parallel"] is True and root.payload["taskId"] == "t"
-    assert shape(jobs)[:3] == [
+    assert shape(tree)[:3] == [
         (0, "PreCheck", "mesh mesh-prod"),
         (1, "CheckUpgradePath", "mesh mesh-prod"),
         (1, "CheckClusterStatus", "cluster c1"),
@@ -72,8 +74,9 @@ def test_precheck_runs_every_check_per_cluster_in_parallel() -> None:
 
 
 def test_control_plane_per_cluster() -> None:
-    jobs = plan_step(Step.CONTROL_PLANE, context(C1, C2))
-    assert [t for _, t, _ in shape(jobs)[1:]] == [
+    tree = plan_step(Step.CONTROL_PLANE, context(C1, C2))
+    jobs = tree.jobs
+    assert [t for _, t, _ in shape(tree)[1:]] == [
         "InstallControlPlane",
         "WaitControlPlaneReady",
         "InstallGateways",
@@ -84,8 +87,9 @@ def test_control_plane_per_cluster() -> None:
 
 
 def test_data_plane_migrates_each_namespace_on_every_cluster_in_batches() -> None:
-    jobs = plan_step(Step.DATA_PLANE, context(C1, C2), ("shop",))
-    assert shape(jobs) == [
+    tree = plan_step(Step.DATA_PLANE, context(C1, C2), ("shop",))
+    jobs = tree.jobs
+    assert shape(tree) == [
         (0, "DataPlaneUpgrade", "mesh mesh-prod"),
         (1, "MigrateNamespace", "cluster c1 / namespace shop"),
         (2, "RelabelNamespace", "cluster c1 / namespace shop"),
@@ -103,8 +107,9 @@ def test_data_plane_migrates_each_namespace_on_every_cluster_in_batches() -> Non
 
 
 def test_complete_removes_the_old_revision() -> None:
-    jobs = plan_step(Step.COMPLETE, context(C1))
-    assert [t for _, t, _ in shape(jobs)[1:]] == [
+    tree = plan_step(Step.COMPLETE, context(C1))
+    jobs = tree.jobs
+    assert [t for _, t, _ in shape(tree)[1:]] == [
         "SwitchDefaultRevision",
         "UninstallControlPlane",
         "RemoveGateways",
@@ -118,8 +123,9 @@ def test_rollback_reverts_only_touched_namespaces_and_removes_the_canary() -> No
         namespace("shop", {"istio.io/rev": "1-18-7-r5"}, "cart"),
         namespace("payments", {"istio-injection": "enabled"}, "ledger"),
     )
-    jobs = plan_step(Step.ROLLBACK, context(touched, C2))
-    assert [t for _, t, _ in shape(jobs)[1:]] == [
+    tree = plan_step(Step.ROLLBACK, context(touched, C2))
+    jobs = tree.jobs
+    assert [t for _, t, _ in shape(tree)[1:]] == [
         "RevertNamespaces",
         "RestartWorkloads",
         "RestoreGateways",
@@ -133,7 +139,8 @@ def test_rollback_reverts_only_touched_namespaces_and_removes_the_canary() -> No
 
 
 def test_migrated_by_needs_every_cluster() -> None:
-    jobs = plan_step(Step.DATA_PLANE, context(C1, C2), ("shop", "payments"))
+    tree = plan_step(Step.DATA_PLANE, context(C1, C2), ("shop", "payments"))
+    jobs = tree.jobs
     nodes = assemble([job.node for job in jobs])
     payloads = {job.node.id: job.payload for job in jobs}
     migrations = [n for n in nodes.values() if n.type == "MigrateNamespace"]

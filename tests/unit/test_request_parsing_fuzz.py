@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from meshup.errors import InvalidRequest
 from meshup.iam.login import parse_login
 from meshup.meshes.schemas import parse_create, parse_update
-from meshup.upgrades.schemas import parse_upgrade
+from meshup.upgrades.schemas import parse_change
+from meshup.upgrades.schemas import parse_create as parse_task
 
 KEYS = st.sampled_from(
     [
@@ -98,7 +99,7 @@ def test_mesh_update(body: Any) -> None:
 @settings(max_examples=300, deadline=None)
 @given(JSON, st.booleans())
 def test_upgrade_task(body: Any, create: bool) -> None:
-    accepted_or_400(lambda b: parse_upgrade(b, create=create), body)
+    accepted_or_400(parse_task if create else parse_change, body)
 
 
 @settings(max_examples=300, deadline=None)
@@ -182,9 +183,10 @@ def test_near_valid_mesh_bodies(data: st.DataObject, replacement: Any) -> None:
 @given(st.data(), JSON, st.booleans())
 def test_near_valid_task_bodies(data: st.DataObject, replacement: Any, create: bool) -> None:
     path = data.draw(st.sampled_from(paths(VALID_TASK)))
-    accepted_or_400(lambda b: parse_upgrade(b, create=create), mutated(VALID_TASK, path, replacement))
+    accepted_or_400(parse_task if create else parse_change, mutated(VALID_TASK, path, replacement))
 
 
 def test_the_valid_bodies_are_accepted() -> None:
     assert parse_create(VALID_MESH).name == "mesh-one"
-    assert parse_upgrade(VALID_TASK, create=True).target_version == "1.18.7-r5"
+    assert parse_task(VALID_TASK).target_version == "1.18.7-r5"
+    assert parse_change(VALID_TASK).current_step is not None

@@ -1,7 +1,7 @@
 """The shape every authenticated ASM route shares: read the request, authenticate, run a use case.
 
-Reads run inline on the event loop (short indexed queries; a thread hop costs more). Writes run in
-a worker thread, because a SQLite writer may wait for the lock and must not stall other requests.
+Everything after reading the body runs in a worker thread, reads included: a database round trip
+(a network one on PostgreSQL, a lock wait on SQLite) must never stall the event loop.
 """
 
 from __future__ import annotations
@@ -9,32 +9,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from meshup.errors import Conflict
 from meshup.http.envelopes import json_response
 from meshup.http.requests import incoming, json_body, note_caller
 from meshup.http.runtime import runtime
+from meshup.iam.actions import Action
 from meshup.iam.service import Caller, IncomingRequest
 
 T = TypeVar("T")
-Work = Callable[[Connection, Caller, IncomingRequest], T]
+Work = Callable[[Caller, IncomingRequest], T]
+
+DOCUMENTED_BODIES: list[type[BaseModel]] = []
+"""Request body models that routes reference; the OpenAPI document lists them as components."""
 
 
-async def read_call(request: Request, project_id: str, work: Work[T]) -> T:
-    rt = runtime(request)
-    data = await incoming(request)
-    with rt.db.read() as conn:
-        caller = rt.identity.authenticate(conn, data, project_id)
-        note_caller(request, caller)
-        return work(conn, caller, data)
-
-
-async def write_call(request: Request, project_id: str, work: Work[T], *, body: bool = False) -> T:
+async def call(request: Request, project_id: str, action: Action, work: Work[T]) -> T:
+    """Authenticate; refuse at once when no policy could allow ``action`` in the project (so a
+    caller without permission learns nothing about targets or bodies); then ``work``."""
     rt = runtime(request)
     data = await incoming(request)
 
@@ -42,12 +37,8 @@ async def write_call(request: Request, project_id: str, work: Work[T], *, body: 
         with rt.db.read() as conn:
             caller = rt.identity.authenticate(conn, data, project_id)
         note_caller(request, caller)
-        try:
-            with rt.db.write() as conn:
-                return work(conn, caller, data)
-        except IntegrityError as exc:
-            # Two requests raced for the same name or mesh; the loser gets what a serial caller would.
-            raise Conflict("the resource was changed by a concurrent request; retry") from exc
+        rt.identity.precheck(caller, action, project_id)
+        return work(caller, data)
 
     return await run_in_threadpool(run)
 
@@ -58,3 +49,14 @@ def body_of(data: IncomingRequest) -> Any:
 
 def document(body: dict[str, Any], status: int = 200) -> Response:
     return json_response(body, status)
+
+
+def operation(action: Action, body: type[BaseModel] | None = None) -> dict[str, Any]:
+    """A route's ``openapi_extra``: its IAM action, and the model of its JSON request body."""
+    extra: dict[str, Any] = {"x-iam-action": action.name}
+    if body is not None:
+        if body not in DOCUMENTED_BODIES:
+            DOCUMENTED_BODIES.append(body)
+        schema = {"$ref": f"#/components/schemas/{body.__name__}"}
+        extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    return extra

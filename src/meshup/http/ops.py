@@ -6,15 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meshup.http.envelopes import json_response
+from meshup.http.handlers import DOCUMENTED_BODIES
 from meshup.http.metrics import CONTENT_TYPE
 from meshup.http.runtime import runtime
 from meshup.http.schemas import GatewayError, ServiceError
 from meshup.iam.schemas import TokenRequest
-from meshup.meshes.schemas import MeshConfigUpdate
 
 router = APIRouter(tags=["operations"])
 
@@ -48,7 +49,8 @@ def install_openapi(app: FastAPI) -> None:
         components = document.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
         schemas["GatewayError"] = GatewayError.model_json_schema()
-        for model in (TokenRequest, MeshConfigUpdate):
+        bodies: list[type[BaseModel]] = [TokenRequest, *DOCUMENTED_BODIES]
+        for model in bodies:
             for name, definition in (
                 model.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}).items()
             ):

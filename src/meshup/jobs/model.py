@@ -6,6 +6,7 @@ Every node of a tree is one row; a parent's phase, reason and times are derived 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,61 @@ class JobNode:
     started_at: datetime | None
     completed_at: datetime | None
     children: list[JobNode] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One node of a tree to write; ``payload`` is the engine's input for a leaf (on the root: who
+    is told when the tree finishes, and whether its children run in parallel)."""
+
+    node: JobNode
+    root_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobTree:
+    """A new job tree, root first, as a plan builds it and the job repository writes it."""
+
+    jobs: tuple[NewJob, ...]
+
+    @property
+    def root_id(self) -> str:
+        return self.jobs[0].node.id
+
+
+class TreeBuilder:
+    """Builds a :class:`JobTree` node by node: the first node added is the root; positions follow
+    the order children are added to their parent."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._jobs: list[NewJob] = []
+        self._positions: dict[str | None, int] = {}
+
+    def add(self, parent: str | None, job_type: str, target: str, payload: dict[str, Any]) -> str:
+        node_id = str(uuid.uuid4())
+        root_id = self._jobs[0].root_id if self._jobs else node_id
+        position = self._positions.get(parent, 0)
+        self._positions[parent] = position + 1
+        node = JobNode(
+            node_id,
+            parent,
+            position,
+            job_type,
+            target,
+            Phase.INITIALIZING,
+            "",
+            self.now,
+            self.now,
+            None,
+            None,
+        )
+        self._jobs.append(NewJob(node, root_id, payload))
+        return node_id
+
+    def tree(self) -> JobTree:
+        return JobTree(tuple(self._jobs))
 
 
 @dataclass(frozen=True, slots=True)

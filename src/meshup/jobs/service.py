@@ -7,7 +7,7 @@ import re
 import orjson
 from sqlalchemy import Connection
 
-from meshup.errors import NotFound
+from meshup.errors import NotFound, shown
 from meshup.iam import actions
 from meshup.iam.service import Caller, IdentityService, MeshFacts
 from meshup.jobs.model import render_wire
@@ -15,12 +15,6 @@ from meshup.store.hot import JobBundle, read_bundle
 
 # Anything else cannot be a stored job id; answering 404 without a query keeps hostile ids cheap.
 JOB_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
-
-
-def shown(value: str) -> str:
-    """A caller-supplied id, bounded and printable, for an error message."""
-    clipped = value[:64] + ("…" if len(value) > 64 else "")
-    return clipped if clipped.isprintable() else repr(clipped)
 
 
 class JobService:

@@ -74,3 +74,27 @@ class Mesh:
     @property
     def live(self) -> bool:
         return self.deleted_at is None
+
+    @property
+    def tag_pairs(self) -> list[tuple[str, str]]:
+        return [(tag.key, tag.value) for tag in self.tags]
+
+
+@dataclass(frozen=True, slots=True)
+class MeshCreate:
+    """What a create request asks for, parsed and checked for shape (``meshes.schemas``)."""
+
+    name: str
+    type: str
+    version: str
+    enterprise_project_id: str
+    tags: tuple[Tag, ...]
+    clusters: tuple[MeshCluster, ...]
+    ipv6: bool = False
+    config: dict[str, Any] | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cluster_ids(self) -> list[str]:
+        return [cluster.cluster_id for cluster in self.clusters]

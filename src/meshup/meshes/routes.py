@@ -1,22 +1,26 @@
-"""``/v1/{project_id}/meshes``: the mesh API (asm-api.md §6)."""
+"""``/v1/{project_id}/meshes``: the mesh API (asm-api.md §6). Parse, one service call, render."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from meshup.http.handlers import body_of, document, read_call, write_call
+from meshup.http.handlers import body_of, call, document, operation
 from meshup.http.runtime import runtime
 from meshup.http.schemas import error_responses
-from meshup.meshes.schemas import MeshListModel, MeshModel
+from meshup.iam import actions
+from meshup.meshes.schemas import (
+    MeshCreateBody,
+    MeshDocument,
+    MeshList,
+    MeshUpdateBody,
+    parse_create,
+    parse_update,
+    render_list,
+    render_mesh,
+)
 
 router = APIRouter(tags=["meshes"])
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MeshModel"}}},
-    }
-}
 
 
 @router.post(
@@ -24,101 +28,99 @@ _BODY = {
     status_code=201,
     summary="Create a mesh (phase Creating, then Running once its control plane is installed)",
     responses={
-        201: {"model": MeshModel, "description": "The mesh, phase Creating."},
+        201: {"model": MeshDocument, "description": "The mesh, phase Creating."},
         **error_responses(400, 401, 403, 409, 503),
     },
-    openapi_extra={"x-iam-action": "asm:mesh:create", **_BODY},
+    openapi_extra=operation(actions.CREATE, MeshCreateBody),
 )
 async def create_mesh(project_id: str, request: Request) -> Response:
-    rt = runtime(request)
-    mesh = await write_call(
+    meshes = runtime(request).meshes
+    mesh = await call(
         request,
         project_id,
-        lambda conn, caller, data: rt.meshes.create(
-            conn, caller, project_id, body_of(data), data.source_ip, rt.clock.now()
-        ),
+        actions.CREATE,
+        lambda caller, data: meshes.create(caller, project_id, parse_create(body_of(data)), data.source_ip),
     )
-    return document(mesh, 201)
+    return document(render_mesh(mesh), 201)
 
 
 @router.get(
     "/v1/{project_id}/meshes",
     summary="List the meshes the caller may see",
     responses={
-        200: {"model": MeshListModel, "description": "Meshes a policy allows asm:mesh:list on."},
+        200: {"model": MeshList, "description": "Meshes a policy allows asm:mesh:list on."},
         **error_responses(401, 403, 503),
     },
-    openapi_extra={"x-iam-action": "asm:mesh:list"},
+    openapi_extra=operation(actions.LIST),
 )
 async def list_meshes(project_id: str, request: Request) -> Response:
-    rt = runtime(request)
-    meshes = await read_call(
+    meshes = runtime(request).meshes
+    found = await call(
         request,
         project_id,
-        lambda conn, caller, data: rt.meshes.list_meshes(conn, caller, project_id, data.source_ip),
+        actions.LIST,
+        lambda caller, data: meshes.list_meshes(caller, project_id, data.source_ip),
     )
-    return document(meshes)
+    return document(render_list(found))
 
 
 @router.get(
     "/v1/{project_id}/meshes/{mesh_id}",
     summary="Show a mesh",
-    responses={200: {"model": MeshModel, "description": "The mesh."}, **error_responses(401, 403, 404, 503)},
-    openapi_extra={"x-iam-action": "asm:mesh:get"},
+    responses={
+        200: {"model": MeshDocument, "description": "The mesh."},
+        **error_responses(401, 403, 404, 503),
+    },
+    openapi_extra=operation(actions.GET),
 )
 async def show_mesh(project_id: str, mesh_id: str, request: Request) -> Response:
-    rt = runtime(request)
-    mesh = await read_call(
+    meshes = runtime(request).meshes
+    mesh = await call(
         request,
         project_id,
-        lambda conn, caller, data: rt.meshes.show(conn, caller, project_id, mesh_id, data.source_ip),
+        actions.GET,
+        lambda caller, data: meshes.show(caller, project_id, mesh_id, data.source_ip),
     )
-    return document(mesh)
+    return document(render_mesh(mesh))
 
 
 @router.put(
     "/v1/{project_id}/meshes/{mesh_id}",
     summary='Update a mesh\'s configuration (body: {"config": MeshConfig})',
     responses={
-        200: {"model": MeshModel, "description": "The mesh."},
+        200: {"model": MeshDocument, "description": "The mesh."},
         **error_responses(400, 401, 403, 404, 503),
     },
-    openapi_extra={
-        "x-iam-action": "asm:mesh:update",
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MeshConfigUpdate"}}},
-        },
-    },
+    openapi_extra=operation(actions.UPDATE, MeshUpdateBody),
 )
 async def update_mesh(project_id: str, mesh_id: str, request: Request) -> Response:
-    rt = runtime(request)
-    mesh = await write_call(
+    meshes = runtime(request).meshes
+    mesh = await call(
         request,
         project_id,
-        lambda conn, caller, data: rt.meshes.update(
-            conn, caller, project_id, mesh_id, body_of(data), data.source_ip, rt.clock.now()
+        actions.UPDATE,
+        lambda caller, data: meshes.update_config(
+            caller, project_id, mesh_id, parse_update(body_of(data)), data.source_ip
         ),
     )
-    return document(mesh)
+    return document(render_mesh(mesh))
 
 
 @router.delete(
     "/v1/{project_id}/meshes/{mesh_id}",
     summary="Delete a mesh (phase Deleting, then gone)",
     responses={
-        200: {"model": MeshModel, "description": "The mesh, phase Deleting."},
+        200: {"model": MeshDocument, "description": "The mesh, phase Deleting."},
         **error_responses(401, 403, 404, 409, 503),
     },
-    openapi_extra={"x-iam-action": "asm:mesh:delete"},
+    openapi_extra=operation(actions.DELETE),
 )
 async def delete_mesh(project_id: str, mesh_id: str, request: Request) -> Response:
-    rt = runtime(request)
-    mesh = await write_call(
+    meshes = runtime(request).meshes
+    mesh = await call(
         request,
         project_id,
-        lambda conn, caller, data: rt.meshes.delete(
-            conn, caller, project_id, mesh_id, data.source_ip, rt.clock.now()
-        ),
+        actions.DELETE,
+        lambda caller, data: meshes.delete(caller, project_id, mesh_id, data.source_ip),
     )
-    return document(mesh)
+    return document(render_mesh(mesh))

@@ -1,263 +1,267 @@
-"""Mesh on the wire (asm-api.md §6, field names as the official SDK models them): parsing with
-precise 400 messages, and the one mapping from a stored mesh to its document."""
+"""The Mesh on the wire (asm-api.md §6, field names as the official SDK models them): one set of
+models parses create and update bodies, renders documents and describes both in ``/openapi.json``;
+``parse_create``/``parse_update``/``render_mesh`` are the one mapping to and from the domain."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, StringConstraints
 
-from meshup.errors import InvalidRequest
+from meshup.errors import InvalidRequest, shown
+from meshup.meshes.model import DEFAULT_ENTERPRISE_PROJECT, Mesh, MeshCluster, MeshCreate, MeshPhase, Tag
 from meshup.meshes.versions import catalogue
 from meshup.timefmt import rfc3339
+from meshup.wire import NO_NUL, ClosedModel, DocumentModel, RequestModel, construct, explain, validate
 
-MESH_NAME = re.compile(r"^[a-z][a-z0-9-]{2,62}[a-z0-9]$")
-CLUSTER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 MAX_TAGS = 20
 MAX_CLUSTERS = 50
-DEFAULT_ENTERPRISE_PROJECT = "0"
+MAX_MAP_ENTRIES = 64
+MAX_CONFIG_CHARACTERS = 64 * 1024
+
+MESH_NAME = explain(
+    r"^[a-z][a-z0-9-]{2,62}[a-z0-9]$",
+    "4-64 characters of lowercase letters, digits and '-', starting with a letter and not ending with '-'",
+)
+CLUSTER_ID = explain(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$", "letters, digits and '-', at most 64 characters")
+TAG_KEY = explain(r"^(?![_][Ss][Yy][Ss][_])[^\x00]*$", "must not start with _sys_")
+
+MeshName = Annotated[str, StringConstraints(max_length=64, pattern=MESH_NAME)]
+ClusterId = Annotated[str, StringConstraints(max_length=64, pattern=CLUSTER_ID)]
+SelectorKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_NUL)]
+SelectorValue = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
+TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=TAG_KEY)]
+TagValue = Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)]
+MapKey = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
+MapValue = Annotated[str, StringConstraints(max_length=256, pattern=NO_NUL)]
+EnterpriseProjectId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+Version = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=NO_NUL)]
 
 
-@dataclass(frozen=True, slots=True)
-class MeshCreate:
+# --- parts shared by requests and documents ---------------------------------------------------------
+
+
+class FieldSelector(RequestModel):
+    key: SelectorKey
+    operator: Literal["In"]
+    values: list[SelectorValue] = Field(min_length=1, max_length=100)
+
+
+class Selector(RequestModel):
+    fieldSelector: FieldSelector
+
+
+class InstallationConfig(RequestModel):
+    nodes: Selector = Field(description="The nodes the control plane runs on.")
+
+
+class InjectionConfig(RequestModel):
+    namespaces: Selector = Field(description="The namespaces whose workloads get sidecars.")
+
+
+class MeshClusterModel(RequestModel):
+    clusterID: ClusterId
+    installation: InstallationConfig | None = None
+    injection: InjectionConfig | None = None
+
+
+class TagModel(RequestModel):
+    model_config = ConfigDict(strict=True, extra="ignore", regex_engine="python-re")  # look-ahead in TAG_KEY
+    key: TagKey = Field(description="1-128 characters, not starting with _sys_.")
+    value: TagValue | None = Field(None, description="0-255 characters; null is the empty value.")
+
+
+class MeshConfigModel(ClosedModel):
+    """MeshConfig (as the SDK's): stored and echoed; only its outer shape is checked."""
+
+    unknown_field = "unknown field (allowed: proxyConfig, telemetryConfig)"
+    proxyConfig: dict[str, Any] | None = None
+    telemetryConfig: dict[str, Any] | None = None
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+class MeshExtendParams(RequestModel):
+    clusters: list[MeshClusterModel] = Field(min_length=1, max_length=MAX_CLUSTERS)
+    enterpriseProjectId: EnterpriseProjectId | None = Field(
+        None, description='An enterprise project of the account; "0" (default) is the default one.'
+    )
+
+
+class MeshCreateMetadata(RequestModel):
+    name: MeshName
+    annotations: dict[MapKey, MapValue] | None = Field(None, max_length=MAX_MAP_ENTRIES)
+    labels: dict[MapKey, MapValue] | None = Field(None, max_length=MAX_MAP_ENTRIES)
+
+
+class MeshCreateSpec(RequestModel):
+    type: Literal["InCluster"]
+    version: Version = Field(json_schema_extra={"enum": list(catalogue().versions)})
+    extendParams: MeshExtendParams
+    ipv6Enable: bool | None = None
+    tags: list[TagModel] | None = Field(None, max_length=MAX_TAGS, description="Keys are unique.")
+    config: MeshConfigModel | None = None
+
+
+class MeshCreateBody(RequestModel):
+    """POST body. Read-only fields of the document (``metadata.uid``, ``status``, …) are ignored."""
+
+    kind: Literal["Mesh", "mesh"] | None = None
+    apiVersion: Literal["v1"] | None = None
+    metadata: MeshCreateMetadata
+    spec: MeshCreateSpec
+
+
+class MeshUpdateBody(ClosedModel):
+    """PUT body: the configuration only, as Huawei's UpdateMeshConfig."""
+
+    unknown_field = 'cannot be changed; PUT takes only {"config": …}'
+    config: MeshConfigModel
+
+
+# --- documents -------------------------------------------------------------------------------------
+
+
+class MeshMetadata(DocumentModel):
     name: str
+    uid: str
+    creationTimestamp: str
+    annotations: dict[str, str]
+    labels: dict[str, str]
+
+
+class MeshDocumentExtendParams(DocumentModel):
+    clusters: list[MeshClusterModel]
+    enterpriseProjectId: str
+
+
+class MeshSpec(DocumentModel):
     type: str
     version: str
-    enterprise_project_id: str
-    tags: tuple[tuple[str, str], ...]
-    clusters: tuple[dict[str, Any], ...]
-    extra: dict[str, Any]  # ipv6Enable, config, annotations, labels
+    extendParams: MeshDocumentExtendParams
+    ipv6Enable: bool
+    tags: list[TagModel]
+    config: MeshConfigModel | None = None
 
 
-def _object(value: Any, path: str, *, required: bool = True) -> dict[str, Any]:
-    if value is None:
-        if required:
-            raise InvalidRequest(f"{path}: required")
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"{path}: must be an object")
-    return value
+class MeshStatus(DocumentModel):
+    phase: MeshPhase
+    updateTimestamp: str
+    reason: str = Field(description="meshup extension: why the mesh is CreateFailed, DeleteFailed, ….")
+    jobId: str = Field(description="meshup extension: its latest CreateMesh/DeleteMesh job.")
 
 
-def _string(value: Any, path: str, *, max_length: int = 256, allow_empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not allow_empty):
-        raise InvalidRequest(f"{path}: must be a {'' if allow_empty else 'non-empty '}string")
-    if len(value) > max_length:
-        raise InvalidRequest(f"{path}: at most {max_length} characters")
-    if "\x00" in value:
-        raise InvalidRequest(f"{path}: must not contain NUL characters")
-    return value
+class MeshDocument(DocumentModel):
+    """The Mesh document (the official SDK's ``huaweicloudsdkasm.v1.model.Mesh``)."""
+
+    apiVersion: Literal["v1"] = "v1"
+    kind: Literal["Mesh"] = "Mesh"
+    metadata: MeshMetadata
+    spec: MeshSpec
+    status: MeshStatus
 
 
-def _string_map(value: Any, path: str) -> dict[str, str]:
-    data = _object(value, path, required=False)
-    if len(data) > 64:
-        raise InvalidRequest(f"{path}: at most 64 entries")
-    return {_string(k, f"{path} key"): _string(v, f"{path}.{k}", allow_empty=True) for k, v in data.items()}
+class MeshList(DocumentModel):
+    apiVersion: Literal["v1"] = "v1"
+    kind: Literal["MeshList"] = "MeshList"
+    items: list[MeshDocument]
 
 
-def _selector(value: Any, path: str) -> dict[str, Any]:
-    data = _object(value, path)
-    selector = _object(data.get("fieldSelector"), f"{path}.fieldSelector")
-    key = _string(selector.get("key"), f"{path}.fieldSelector.key", max_length=128)
-    operator = selector.get("operator")
-    if operator != "In":
-        raise InvalidRequest(f"{path}.fieldSelector.operator: must be In")
-    values = selector.get("values")
-    if not isinstance(values, list) or not values or len(values) > 100:
-        raise InvalidRequest(f"{path}.fieldSelector.values: must be a list of 1-100 strings")
-    checked = [_string(v, f"{path}.fieldSelector.values[{i}]", max_length=256) for i, v in enumerate(values)]
-    return {"fieldSelector": {"key": key, "operator": "In", "values": checked}}
-
-
-def _cluster(value: Any, path: str) -> dict[str, Any]:
-    data = _object(value, path)
-    cluster_id = _string(data.get("clusterID"), f"{path}.clusterID", max_length=64)
-    if not CLUSTER_ID.match(cluster_id):
-        raise InvalidRequest(f"{path}.clusterID: letters, digits and '-', at most 64 characters")
-    cluster: dict[str, Any] = {"clusterID": cluster_id}
-    installation = _object(data.get("installation"), f"{path}.installation", required=False)
-    if installation:
-        cluster["installation"] = {
-            "nodes": _selector(installation.get("nodes"), f"{path}.installation.nodes")
-        }
-    injection = _object(data.get("injection"), f"{path}.injection", required=False)
-    if injection:
-        cluster["injection"] = {
-            "namespaces": _selector(injection.get("namespaces"), f"{path}.injection.namespaces")
-        }
-    return cluster
-
-
-def parse_tags(value: Any, path: str) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise InvalidRequest(f"{path}: must be a list of {{key, value}}")
-    if len(value) > MAX_TAGS:
-        raise InvalidRequest(f"{path}: at most {MAX_TAGS} tags")
-    tags: list[tuple[str, str]] = []
-    for index, item in enumerate(value):
-        tag = _object(item, f"{path}[{index}]")
-        key = _string(tag.get("key"), f"{path}[{index}].key", max_length=128)
-        if key.lower().startswith("_sys_"):
-            raise InvalidRequest(f"{path}[{index}].key: must not start with _sys_")
-        raw = tag.get("value", "")
-        tag_value = _string(
-            "" if raw is None else raw, f"{path}[{index}].value", max_length=255, allow_empty=True
-        )
-        if any(existing == key for existing, _ in tags):
-            raise InvalidRequest(f"{path}[{index}].key: {key} is given twice")
-        tags.append((key, tag_value))
-    return tuple(tags)
+# --- the mapping ----------------------------------------------------------------------------------
 
 
 def parse_create(body: Any) -> MeshCreate:
-    data = _object(body, "body")
-    kind = data.get("kind")
-    if kind is not None and kind not in ("Mesh", "mesh"):
-        raise InvalidRequest("kind: must be Mesh")
-    api_version = data.get("apiVersion")
-    if api_version is not None and api_version != "v1":
-        raise InvalidRequest("apiVersion: must be v1")
-    metadata = _object(data.get("metadata"), "metadata")
-    name = _string(metadata.get("name"), "metadata.name", max_length=64)
-    if not MESH_NAME.match(name):
+    wire = validate(MeshCreateBody, body)
+    spec = wire.spec
+    if not catalogue().is_supported(spec.version):
         raise InvalidRequest(
-            "metadata.name: 4-64 characters of lowercase letters, digits and '-', "
-            "starting with a letter and not ending with '-'"
+            f"spec.version: {shown(spec.version)} is not supported (supported: {', '.join(catalogue().versions)})"
         )
-    spec = _object(data.get("spec"), "spec")
-    mesh_type = _string(spec.get("type"), "spec.type")
-    if mesh_type != "InCluster":
-        raise InvalidRequest("spec.type: must be InCluster")
-    version = _string(spec.get("version"), "spec.version", max_length=32)
-    if not catalogue().is_supported(version):
-        raise InvalidRequest(
-            f"spec.version: {version} is not supported (supported: {', '.join(catalogue().versions)})"
-        )
-    extend = _object(spec.get("extendParams"), "spec.extendParams")
-    clusters_value = extend.get("clusters")
-    if not isinstance(clusters_value, list) or not clusters_value:
-        raise InvalidRequest("spec.extendParams.clusters: at least one cluster is required")
-    if len(clusters_value) > MAX_CLUSTERS:
-        raise InvalidRequest(f"spec.extendParams.clusters: at most {MAX_CLUSTERS} clusters")
-    clusters = [_cluster(c, f"spec.extendParams.clusters[{i}]") for i, c in enumerate(clusters_value)]
     seen: set[str] = set()
-    for index, cluster in enumerate(clusters):
-        if cluster["clusterID"] in seen:
+    for index, cluster in enumerate(spec.extendParams.clusters):
+        if cluster.clusterID in seen:
             raise InvalidRequest(
-                f"spec.extendParams.clusters[{index}].clusterID: {cluster['clusterID']} is given twice"
+                f"spec.extendParams.clusters[{index}].clusterID: {cluster.clusterID} is given twice"
             )
-        seen.add(cluster["clusterID"])
-    ep_value = extend.get("enterpriseProjectId", DEFAULT_ENTERPRISE_PROJECT)
-    enterprise_project_id = _string(
-        DEFAULT_ENTERPRISE_PROJECT if ep_value is None else ep_value,
-        "spec.extendParams.enterpriseProjectId",
-        max_length=64,
-    )
-    ipv6 = spec.get("ipv6Enable", False)
-    if ipv6 is not None and not isinstance(ipv6, bool):
-        raise InvalidRequest("spec.ipv6Enable: must be true or false")
-    extra: dict[str, Any] = {"ipv6Enable": bool(ipv6)}
-    if spec.get("config") is not None:
-        extra["config"] = parse_config(spec["config"], "spec.config")
-    extra["annotations"] = _string_map(metadata.get("annotations"), "metadata.annotations")
-    extra["labels"] = _string_map(metadata.get("labels"), "metadata.labels")
+        seen.add(cluster.clusterID)
+    tags: list[Tag] = []
+    for index, tag in enumerate(spec.tags or []):
+        if any(existing.key == tag.key for existing in tags):
+            raise InvalidRequest(f"spec.tags[{index}].key: {shown(tag.key)} is given twice")
+        tags.append(Tag(tag.key, tag.value or ""))
     return MeshCreate(
-        name=name,
-        type=mesh_type,
-        version=version,
-        enterprise_project_id=enterprise_project_id,
-        tags=parse_tags(spec.get("tags"), "spec.tags"),
-        clusters=tuple(clusters),
-        extra=extra,
+        name=wire.metadata.name,
+        type=spec.type,
+        version=spec.version,
+        enterprise_project_id=spec.extendParams.enterpriseProjectId or DEFAULT_ENTERPRISE_PROJECT,
+        tags=tuple(tags),
+        clusters=tuple(_cluster(cluster) for cluster in spec.extendParams.clusters),
+        ipv6=bool(spec.ipv6Enable),
+        config=_config(spec.config, "spec.config"),
+        annotations=dict(wire.metadata.annotations or {}),
+        labels=dict(wire.metadata.labels or {}),
     )
-
-
-def parse_config(value: Any, path: str) -> dict[str, Any]:
-    """MeshConfig: stored and echoed; only its outer shape is checked (the SDK's model)."""
-    config = _object(value, path)
-    allowed = {"proxyConfig", "telemetryConfig"}
-    for key in config:
-        if key not in allowed:
-            raise InvalidRequest(f"{path}.{key}: unknown field (allowed: proxyConfig, telemetryConfig)")
-        _object(config[key], f"{path}.{key}")
-    if len(repr(config)) > 64 * 1024:
-        raise InvalidRequest(f"{path}: too large")
-    return config
 
 
 def parse_update(body: Any) -> dict[str, Any]:
-    """PUT changes the configuration only (as Huawei's UpdateMeshConfig does)."""
-    data = _object(body, "body")
-    for key in data:
-        if key != "config":
-            raise InvalidRequest(f'{key}: cannot be changed; PUT takes only {{"config": …}}')
-    return parse_config(data.get("config"), "config")
+    """The new configuration (PUT changes nothing else)."""
+    config = _config(validate(MeshUpdateBody, body).config, "config")
+    assert config is not None
+    return config
 
 
-def render_mesh(row: Any) -> dict[str, Any]:
-    extra = dict(row.spec_extra or {})
+def _cluster(cluster: MeshClusterModel) -> MeshCluster:
+    details = cluster.model_dump(mode="json", exclude_none=True, exclude={"clusterID"})
+    return MeshCluster(cluster.clusterID, details)
+
+
+def _config(config: MeshConfigModel | None, path: str) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    stored = config.model_dump(mode="json", exclude_none=True)
+    if len(repr(stored)) > MAX_CONFIG_CHARACTERS:
+        raise InvalidRequest(f"{path}: too large")
+    return stored
+
+
+def mesh_document(mesh: Mesh) -> MeshDocument:
     spec: dict[str, Any] = {
-        "type": row.type,
-        "version": row.version,
+        "type": mesh.type,
+        "version": mesh.version,
         "extendParams": {
-            "clusters": [dict(c) for c in (row.clusters or [])],
-            "enterpriseProjectId": row.enterprise_project_id,
+            "clusters": [{"clusterID": c.cluster_id, **c.details} for c in mesh.clusters],
+            "enterpriseProjectId": mesh.enterprise_project_id,
         },
-        "ipv6Enable": bool(extra.get("ipv6Enable", False)),
-        "tags": [{"key": tag["key"], "value": tag.get("value", "")} for tag in (row.tags or [])],
+        "ipv6Enable": mesh.ipv6,
+        "tags": [{"key": tag.key, "value": tag.value} for tag in mesh.tags],
+        "config": mesh.config,
     }
-    if extra.get("config") is not None:
-        spec["config"] = extra["config"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Mesh",
-        "metadata": {
-            "name": row.name,
-            "uid": row.id,
-            "creationTimestamp": rfc3339(row.created_at),
-            "annotations": dict(extra.get("annotations") or {}),
-            "labels": dict(extra.get("labels") or {}),
+    return construct(
+        MeshDocument,
+        {
+            "metadata": {
+                "name": mesh.name,
+                "uid": mesh.id,
+                "creationTimestamp": rfc3339(mesh.created_at),
+                "annotations": mesh.annotations,
+                "labels": mesh.labels,
+            },
+            "spec": spec,
+            "status": {
+                "phase": mesh.phase,
+                "updateTimestamp": rfc3339(mesh.updated_at),
+                "reason": mesh.reason,
+                "jobId": mesh.job_id or "",
+            },
         },
-        "spec": spec,
-        "status": {
-            "phase": row.phase,
-            "updateTimestamp": rfc3339(row.updated_at),
-            "reason": row.reason or "",
-            "jobId": row.job_id or "",
-        },
-    }
-
-
-class MeshModel(BaseModel):
-    """The Mesh document (see the official SDK's huaweicloudsdkasm.v1.model.Mesh)."""
-
-    model_config = ConfigDict(extra="allow")
-    apiVersion: str = "v1"
-    kind: str = "Mesh"
-    metadata: dict[str, Any] = Field(
-        description="name (4-64, [a-z0-9-]), uid, creationTimestamp, annotations, labels"
-    )
-    spec: dict[str, Any] = Field(
-        description="type (InCluster), version, extendParams {clusters[], enterpriseProjectId}, ipv6Enable, tags[], config"
-    )
-    status: dict[str, Any] | None = Field(
-        None,
-        description="phase, updateTimestamp; meshup extensions: reason, jobId (latest CreateMesh/DeleteMesh job)",
     )
 
 
-class MeshListModel(BaseModel):
-    apiVersion: str = "v1"
-    kind: str = "MeshList"
-    items: list[MeshModel]
+def render_mesh(mesh: Mesh) -> dict[str, Any]:
+    return mesh_document(mesh).model_dump(mode="json", exclude_none=True)
 
 
-class MeshConfigUpdate(BaseModel):
-    """PUT body: the configuration only (proxyConfig, telemetryConfig as the SDK's MeshConfig)."""
-
-    config: dict[str, Any] = Field(description="MeshConfig: proxyConfig, telemetryConfig")
+def render_list(meshes: list[Mesh]) -> dict[str, Any]:
+    document = MeshList.model_construct(items=[mesh_document(mesh) for mesh in meshes])
+    return document.model_dump(mode="json", exclude_none=True)

@@ -115,3 +115,12 @@ def set_policies(
     ]
     if rows:
         conn.execute(insert(t.policies), rows)
+
+
+class EnterpriseProjectRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def ids(self, account_id: str) -> set[str]:
+        """The account's enterprise projects (the default one, "0", is implicit)."""
+        return enterprise_project_ids(self.conn, account_id)

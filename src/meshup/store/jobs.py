@@ -1,14 +1,14 @@
-"""Reads and writes of job trees (one row per node, see tables.jobs)."""
+"""Job trees (one row per node, see tables.jobs): written whole when a step starts, read whole."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
 
-from meshup.jobs.model import JobNode, Phase
+from meshup.jobs.model import JobNode, JobTree, Phase
+from meshup.jobs.model import NewJob as NewJob  # the seed applier writes fixture trees with it
 from meshup.store import tables as t
 from meshup.timefmt import as_utc
 
@@ -27,39 +27,7 @@ _NODE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class JobLocation:
-    """Where a job node lives: its tree, and the mesh with what authorization needs of it."""
-
-    job_id: str
-    root_id: str
-    mesh_id: str
-    project_id: str
-    enterprise_project_id: str
-    tags: list[tuple[str, str]]
-
-
-_LOCATE = (
-    select(
-        t.jobs.c.root_id,
-        t.meshes.c.id.label("mesh_id"),
-        t.meshes.c.project_id,
-        t.meshes.c.enterprise_project_id,
-        t.meshes.c.tags,
-    )
-    .join(t.meshes, t.meshes.c.id == t.jobs.c.mesh_id)
-    .where(t.jobs.c.id == bindparam("job_id"))
-)
-
 _TREE = select(*_NODE_COLUMNS).where(t.jobs.c.root_id == bindparam("root_id"))
-
-
-def locate(conn: Connection, job_id: str) -> JobLocation | None:
-    row = conn.execute(_LOCATE, {"job_id": job_id}).first()
-    if row is None:
-        return None
-    tags = [(str(tag["key"]), str(tag.get("value", ""))) for tag in (row.tags or [])]
-    return JobLocation(job_id, row.root_id, row.mesh_id, row.project_id, row.enterprise_project_id, tags)
 
 
 def _node(row: Any) -> JobNode:
@@ -80,15 +48,6 @@ def _node(row: Any) -> JobNode:
 
 def load_tree(conn: Connection, root_id: str) -> list[JobNode]:
     return [_node(row) for row in conn.execute(_TREE, {"root_id": root_id})]
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """One node to insert; payload is the engine's input for a leaf."""
-
-    node: JobNode
-    root_id: str
-    payload: dict[str, Any]
 
 
 def insert_nodes(conn: Connection, jobs: Iterable[NewJob], *, mesh_id: str, project_id: str) -> None:
@@ -124,3 +83,14 @@ def delete_tree(conn: Connection, root_id: str) -> None:
 def root_of(conn: Connection, job_id: str) -> str | None:
     value = conn.execute(select(t.jobs.c.root_id).where(t.jobs.c.id == job_id)).scalar()
     return None if value is None else str(value)
+
+
+class JobTreeRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, tree: JobTree, *, mesh_id: str, project_id: str) -> None:
+        insert_nodes(self.conn, tree.jobs, mesh_id=mesh_id, project_id=project_id)
+
+    def nodes(self, root_id: str) -> list[JobNode]:
+        return load_tree(self.conn, root_id)

@@ -193,6 +193,17 @@ meshes = Table(
     ),
 )
 
+# Which live mesh holds a cluster: the primary key makes "one mesh per cluster" the database's rule,
+# so two requests racing for one cluster cannot both win. Rows go when their mesh is deleted.
+mesh_clusters = Table(
+    "mesh_clusters",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("cluster_id", String(64), primary_key=True),
+    Column("mesh_id", String(36), ForeignKey("meshes.id", ondelete="CASCADE"), nullable=False),
+    Index("ix_mesh_clusters_mesh_id", "mesh_id"),
+)
+
 jobs = Table(
     "jobs",
     metadata,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from meshup.errors import Conflict, InvalidRequest
+from meshup.errors import Conflict, InvalidRequest, shown
 
 
 class Step(StrEnum):
@@ -24,6 +24,14 @@ class TaskPhase(StrEnum):
     FAILED = "Failed"
     COMPLETED = "Completed"
     ROLLED_BACK = "RolledBack"
+
+
+class Strategy(StrEnum):
+    CANARY = "Canary"
+
+
+class TargetType(StrEnum):
+    IN_CLUSTER = "InCluster"
 
 
 # Steps that change the mesh (and so its phase while they run).
@@ -95,6 +103,49 @@ class UpgradeTask:
         return self.state.phase not in (TaskPhase.COMPLETED, TaskPhase.ROLLED_BACK)
 
 
+@dataclass(frozen=True, slots=True)
+class CurrentStep:
+    step: Step
+    namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeCreate:
+    """A create request, parsed (``upgrades.schemas``): every field is given."""
+
+    name: str
+    mesh_id: str
+    strategy: Strategy
+    target_version: str
+    target_type: TargetType
+    current_step: CurrentStep
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeChange:
+    """A PUT request, parsed: None where the body left a field out."""
+
+    current_step: CurrentStep | None
+    name: str | None = None
+    mesh_id: str | None = None
+    strategy: Strategy | None = None
+    target_version: str | None = None
+    target_type: TargetType | None = None
+
+
+def check_immutable(change: UpgradeChange, task: UpgradeTask) -> None:
+    """Fields fixed at creation may be repeated in a PUT, not changed (400)."""
+    for given, stored, path in (
+        (change.name, task.name, "metadata.name"),
+        (change.mesh_id, task.mesh_id, "spec.meshId"),
+        (change.strategy, task.strategy, "spec.upgradeStrategy"),
+        (change.target_version, task.target_version, "spec.targetVersion"),
+        (change.target_type, task.target_type, "spec.targetType"),
+    ):
+        if given is not None and given != stored:
+            raise InvalidRequest(f"{path}: cannot be changed (is {stored})")
+
+
 def allowed_next(state: TaskState) -> list[Step]:
     """The steps a PUT may start now, in the order a user would take them."""
     if state.phase in (TaskPhase.RUNNING, TaskPhase.COMPLETED, TaskPhase.ROLLED_BACK):
@@ -145,13 +196,13 @@ def check_start(state: TaskState, step: Step, namespaces: Sequence[str]) -> tupl
     chosen: list[str] = []
     for name in namespaces:
         if name in chosen:
-            raise InvalidRequest(f"spec.currentStep.namespaces: {name} is listed twice")
+            raise InvalidRequest(f"spec.currentStep.namespaces: {shown(name)} is listed twice")
         if name in state.migrated:
-            raise InvalidRequest(f"spec.currentStep.namespaces: {name} is already migrated")
+            raise InvalidRequest(f"spec.currentStep.namespaces: {shown(name)} is already migrated")
         if name not in state.namespaces:
             known = ", ".join(state.pending) or "none"
             raise InvalidRequest(
-                f"spec.currentStep.namespaces: {name} is not an injected namespace of the mesh (pending: {known})"
+                f"spec.currentStep.namespaces: {shown(name)} is not an injected namespace of the mesh (pending: {known})"
             )
         chosen.append(name)
     return tuple(chosen)

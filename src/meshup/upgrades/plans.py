@@ -7,19 +7,16 @@ once, any other parent one after another.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from meshup.drivers.base import ClusterFacts, Namespace, revision_of
-from meshup.jobs.model import JobNode, Phase
-from meshup.store.jobs import NewJob
+from meshup.drivers.base import ClusterFacts, revision_of
+from meshup.injection import pointing_to
+from meshup.jobs.model import JobNode, JobTree, Phase, TreeBuilder
 from meshup.upgrades.model import Step
 
-INJECTION_LABEL = "istio-injection"
-REVISION_LABEL = "istio.io/rev"
 RESTART_BATCH_SIZE = 2
 
 PRECHECK_PER_CLUSTER = (
@@ -30,25 +27,6 @@ PRECHECK_PER_CLUSTER = (
     "CheckGatewayLabels",
     "CheckInjectionLabels",
 )
-
-
-def is_injected(namespace: Namespace, revisions: Sequence[str]) -> bool:
-    """Istio's rule: ``istio-injection`` decides when present; otherwise ``istio.io/rev``."""
-    injection = namespace.labels.get(INJECTION_LABEL)
-    if injection is not None:
-        return injection == "enabled"
-    return namespace.labels.get(REVISION_LABEL) in revisions
-
-
-def injected_namespaces(clusters: Sequence[ClusterFacts], source_version: str) -> tuple[str, ...]:
-    """Names of the namespaces whose workloads carry the mesh's sidecars, in first-seen order."""
-    revision = revision_of(source_version)
-    names: list[str] = []
-    for cluster in clusters:
-        for namespace in cluster.namespaces:
-            if is_injected(namespace, [revision]) and namespace.name not in names:
-                names.append(namespace.name)
-    return tuple(names)
 
 
 @dataclass(slots=True)
@@ -72,39 +50,9 @@ class PlanContext:
         }
 
 
-class _TreeBuilder:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.jobs: list[NewJob] = []
-        self.root_id = ""
-        self._positions: dict[str | None, int] = {}
-
-    def add(self, parent: str | None, job_type: str, target: str, payload: dict[str, Any]) -> str:
-        node_id = str(uuid.uuid4())
-        if parent is None:
-            self.root_id = node_id
-        position = self._positions.get(parent, 0)
-        self._positions[parent] = position + 1
-        node = JobNode(
-            id=node_id,
-            parent_id=parent,
-            position=position,
-            type=job_type,
-            target=target,
-            phase=Phase.INITIALIZING,
-            reason="",
-            created_at=self.now,
-            updated_at=self.now,
-            started_at=None,
-            completed_at=None,
-        )
-        self.jobs.append(NewJob(node, self.root_id, payload))
-        return node_id
-
-
-def plan_step(step: Step, ctx: PlanContext, namespaces: Sequence[str] = ()) -> list[NewJob]:
+def plan_step(step: Step, ctx: PlanContext, namespaces: Sequence[str] = ()) -> JobTree:
     """The job tree of one step, root first. ``namespaces``: what a DataPlaneUpgrade migrates."""
-    tree = _TreeBuilder(ctx.now)
+    tree = TreeBuilder(ctx.now)
     root_payload: dict[str, Any] = {**ctx.owner, "step": step.value}
     if step is Step.PRECHECK:
         root_payload["parallel"] = True
@@ -132,14 +80,14 @@ def plan_step(step: Step, ctx: PlanContext, namespaces: Sequence[str] = ()) -> l
             tree.add(root, "RemoveGateways", target, source)
     elif step is Step.ROLLBACK:
         _plan_rollback(tree, root, ctx)
-    return tree.jobs
+    return tree.tree()
 
 
 def _batches(workloads: Sequence[str]) -> list[list[str]]:
     return [list(workloads[i : i + RESTART_BATCH_SIZE]) for i in range(0, len(workloads), RESTART_BATCH_SIZE)]
 
 
-def _plan_data_plane(tree: _TreeBuilder, root: str, ctx: PlanContext, namespaces: Sequence[str]) -> None:
+def _plan_data_plane(tree: TreeBuilder, root: str, ctx: PlanContext, namespaces: Sequence[str]) -> None:
     for name in namespaces:
         for cluster in ctx.clusters:
             namespace = next((ns for ns in cluster.namespaces if ns.name == name), None)
@@ -160,12 +108,12 @@ def _plan_data_plane(tree: _TreeBuilder, root: str, ctx: PlanContext, namespaces
             tree.add(migrate, "VerifyProxies", where, common)
 
 
-def _plan_rollback(tree: _TreeBuilder, root: str, ctx: PlanContext) -> None:
+def _plan_rollback(tree: TreeBuilder, root: str, ctx: PlanContext) -> None:
     target_revision = revision_of(ctx.target_version)
     for cluster in ctx.clusters:
         where = f"cluster {cluster.cluster_id}"
         common = ctx.common(cluster.cluster_id)
-        touched = [ns for ns in cluster.namespaces if ns.labels.get(REVISION_LABEL) == target_revision]
+        touched = pointing_to(cluster, target_revision)
         if touched:
             tree.add(root, "RevertNamespaces", where, {**common, "namespaces": [ns.name for ns in touched]})
             for namespace in touched:

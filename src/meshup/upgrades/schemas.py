@@ -1,193 +1,189 @@
-"""MeshUpgrade on the wire: request parsing with precise 400 messages, and rendering."""
+"""The MeshUpgrade on the wire (asm-api.md §5): one set of models parses the create and update
+bodies, renders the document and describes them in ``/openapi.json``; ``parse_create``,
+``parse_change`` and ``render_task`` are the one mapping to and from the domain."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field, StringConstraints
 
-from meshup.errors import InvalidRequest
 from meshup.timefmt import rfc3339
-from meshup.upgrades.model import Step
+from meshup.upgrades.model import (
+    CurrentStep,
+    Step,
+    Strategy,
+    TargetType,
+    TaskPhase,
+    UpgradeChange,
+    UpgradeCreate,
+    UpgradeTask,
+)
+from meshup.wire import NO_NUL, DocumentModel, RequestModel, construct, explain, validate
 
-STRATEGIES = ("Canary",)
-TARGET_TYPES = ("InCluster",)
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$|^[a-z]$")
+TASK_NAME = explain(
+    r"^[a-z]$|^[a-z][a-z0-9-]{0,62}[a-z0-9]$",
+    "1-64 lowercase letters, digits and '-', starting with a letter, not ending with '-'",
+)
+MAX_NAMESPACES = 1000
 
-
-@dataclass(frozen=True, slots=True)
-class CurrentStep:
-    step: Step
-    namespaces: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class UpgradeRequest:
-    """Fields given in a POST/PUT body; None where a PUT left them out."""
-
-    name: str | None
-    mesh_id: str | None
-    strategy: str | None
-    target_version: str | None
-    target_type: str | None
-    current_step: CurrentStep | None
-
-
-def _object(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"{path}: must be an object")
-    return value
+TaskName = Annotated[str, StringConstraints(max_length=64, pattern=TASK_NAME)]
+AnyTaskName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+MeshId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+Version = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=NO_NUL)]
+NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NO_NUL)]
+# Enums are matched by value (JSON has no enum instances); strict elsewhere.
+StepValue = Annotated[Step, Field(strict=False)]
+StrategyValue = Annotated[Strategy, Field(strict=False)]
+TargetTypeValue = Annotated[TargetType, Field(strict=False)]
 
 
-def _string(value: Any, path: str, *, max_length: int = 128) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"{path}: must be a non-empty string")
-    if len(value) > max_length:
-        raise InvalidRequest(f"{path}: at most {max_length} characters")
-    if "\x00" in value:  # never part of a valid value, and PostgreSQL refuses it in a query
-        raise InvalidRequest(f"{path}: must not contain NUL characters")
-    return value
-
-
-def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
-    text = _string(value, path)
-    if text not in choices:
-        raise InvalidRequest(f"{path}: must be one of {', '.join(choices)}")
-    return text
-
-
-def _current_step(value: Any) -> CurrentStep:
-    data = _object(value, "spec.currentStep")
-    if data.get("step") is None:
-        raise InvalidRequest("spec.currentStep.step: required")
-    step_text = _choice(data["step"], "spec.currentStep.step", tuple(s.value for s in Step))
-    namespaces_value = data.get("namespaces")
-    namespaces: list[str] = []
-    if namespaces_value is not None:
-        if not isinstance(namespaces_value, list) or len(namespaces_value) > 1000:
-            raise InvalidRequest(
-                "spec.currentStep.namespaces: must be a list of at most 1000 namespace names"
-            )
-        for index, item in enumerate(namespaces_value):
-            namespaces.append(_string(item, f"spec.currentStep.namespaces[{index}]", max_length=63))
-    return CurrentStep(Step(step_text), tuple(namespaces))
-
-
-def parse_upgrade(body: Any, *, create: bool) -> UpgradeRequest:
-    """A MeshUpgrade document; on create every spec field is mandatory (asm-api.md §5)."""
-    data = _object(body, "body")
-    kind = data.get("kind")
-    if kind is not None and kind != "MeshUpgrade":
-        raise InvalidRequest("kind: must be MeshUpgrade")
-    api_version = data.get("apiVersion")
-    if api_version is not None and api_version != "v1":
-        raise InvalidRequest("apiVersion: must be v1")
-    metadata = _object(data.get("metadata"), "metadata") if create or data.get("metadata") is not None else {}
-    name = metadata.get("name")
-    if create and name is None:
-        raise InvalidRequest("metadata.name: required")
-    if name is not None:
-        name = _string(name, "metadata.name", max_length=64)
-        if create and not _NAME.match(name):
-            raise InvalidRequest(
-                "metadata.name: 1-64 lowercase letters, digits and '-', starting with a letter, not ending with '-'"
-            )
-    if data.get("spec") is None:
-        raise InvalidRequest("spec: required")
-    spec = _object(data["spec"], "spec")
-    fields: dict[str, Any] = {}
-    for key, path in (
-        ("meshId", "spec.meshId"),
-        ("upgradeStrategy", "spec.upgradeStrategy"),
-        ("targetVersion", "spec.targetVersion"),
-        ("targetType", "spec.targetType"),
-        ("currentStep", "spec.currentStep"),
-    ):
-        if spec.get(key) is None and create:
-            raise InvalidRequest(f"{path}: required")
-        fields[key] = spec.get(key)
-    return UpgradeRequest(
-        name=name,
-        mesh_id=_string(fields["meshId"], "spec.meshId", max_length=64)
-        if fields["meshId"] is not None
-        else None,
-        strategy=_choice(fields["upgradeStrategy"], "spec.upgradeStrategy", STRATEGIES)
-        if fields["upgradeStrategy"] is not None
-        else None,
-        target_version=_string(fields["targetVersion"], "spec.targetVersion", max_length=32)
-        if fields["targetVersion"] is not None
-        else None,
-        target_type=_choice(fields["targetType"], "spec.targetType", TARGET_TYPES)
-        if fields["targetType"] is not None
-        else None,
-        current_step=_current_step(fields["currentStep"]) if fields["currentStep"] is not None else None,
+class CurrentStepModel(RequestModel):
+    step: StepValue = Field(description="The step to start now.")
+    namespaces: list[NamespaceName] | None = Field(
+        None,
+        max_length=MAX_NAMESPACES,
+        description="DataPlaneUpgrade only: namespaces to migrate now (empty or absent: all that remain).",
     )
 
 
-def render_task(row: Any) -> dict[str, Any]:
-    namespaces = list(row.namespaces or [])
-    migrated = list(row.migrated or [])
-    current = dict(row.current_step or {})
-    current_step: dict[str, Any] = {"step": current.get("step")}
-    if current.get("namespaces"):
-        current_step["namespaces"] = list(current["namespaces"])
-    return {
-        "kind": "MeshUpgrade",
-        "apiVersion": "v1",
-        "metadata": {"name": row.name, "uid": row.id, "creationTimestamp": rfc3339(row.created_at)},
-        "spec": {
-            "meshId": row.mesh_id,
-            "upgradeStrategy": row.strategy,
-            "targetVersion": row.target_version,
-            "targetType": row.target_type,
-            "currentStep": current_step,
-        },
-        "status": {
-            "phase": row.phase,
-            "step": row.step or "",
-            "jobId": row.job_id or "",
-            "message": row.message or "",
-            "migratedNamespaces": migrated,
-            "pendingNamespaces": [ns for ns in namespaces if ns not in migrated],
-        },
-    }
+# --- requests -------------------------------------------------------------------------------------
 
 
-class CurrentStepModel(BaseModel):
-    step: str = Field(description="PreCheck, ControlPlaneUpgrade, DataPlaneUpgrade, Complete or Rollback.")
-    namespaces: list[str] | None = Field(
-        None, description="DataPlaneUpgrade only: namespaces to migrate now."
-    )
+class UpgradeCreateMetadata(RequestModel):
+    name: TaskName
 
 
-class UpgradeSpecModel(BaseModel):
-    meshId: str
-    upgradeStrategy: str = Field(description="Canary")
-    targetVersion: str
-    targetType: str = Field(description="InCluster")
+class UpgradeCreateSpec(RequestModel):
+    meshId: MeshId
+    upgradeStrategy: StrategyValue
+    targetVersion: Version
+    targetType: TargetTypeValue
+    currentStep: CurrentStepModel = Field(description="A new task starts with PreCheck.")
+
+
+class MeshUpgradeCreateBody(RequestModel):
+    """POST body; ``status`` and other read-only fields of the document are ignored."""
+
+    kind: Literal["MeshUpgrade"] | None = None
+    apiVersion: Literal["v1"] | None = None
+    metadata: UpgradeCreateMetadata
+    spec: UpgradeCreateSpec
+
+
+class UpgradeChangeMetadata(RequestModel):
+    name: AnyTaskName | None = Field(None, description="Immutable: may be repeated, not changed.")
+
+
+class UpgradeChangeSpec(RequestModel):
+    meshId: MeshId | None = Field(None, description="Immutable.")
+    upgradeStrategy: StrategyValue | None = Field(None, description="Immutable.")
+    targetVersion: Version | None = Field(None, description="Immutable.")
+    targetType: TargetTypeValue | None = Field(None, description="Immutable.")
     currentStep: CurrentStepModel
 
 
-class UpgradeMetadataModel(BaseModel):
+class MeshUpgradeUpdateBody(RequestModel):
+    """PUT body: ``spec.currentStep`` starts the next step; the other fields may only be repeated
+    (a GET document with a new ``currentStep`` is a valid body)."""
+
+    kind: Literal["MeshUpgrade"] | None = None
+    apiVersion: Literal["v1"] | None = None
+    metadata: UpgradeChangeMetadata | None = None
+    spec: UpgradeChangeSpec
+
+
+# --- the document ---------------------------------------------------------------------------------
+
+
+class UpgradeMetadata(DocumentModel):
     name: str
-    uid: str | None = None
-    creationTimestamp: str | None = None
+    uid: str
+    creationTimestamp: str
 
 
-class UpgradeStatusModel(BaseModel):
-    phase: str = Field(description="Running, Waiting, Failed, Completed or RolledBack.")
-    step: str
+class UpgradeSpec(DocumentModel):
+    meshId: str
+    upgradeStrategy: Strategy
+    targetVersion: str
+    targetType: TargetType
+    currentStep: CurrentStepModel
+
+
+class UpgradeStatus(DocumentModel):
+    phase: TaskPhase
+    step: Step = Field(description="The step started last.")
     jobId: str = Field(description="Root job of the latest step: pass it to GET mesh-job.")
-    message: str
+    message: str = Field(description="Why the last step failed; empty otherwise.")
     migratedNamespaces: list[str]
     pendingNamespaces: list[str]
 
 
-class MeshUpgradeModel(BaseModel):
-    kind: str = "MeshUpgrade"
-    apiVersion: str = "v1"
-    metadata: UpgradeMetadataModel
-    spec: UpgradeSpecModel
-    status: UpgradeStatusModel | None = None
+class MeshUpgradeDocument(DocumentModel):
+    kind: Literal["MeshUpgrade"] = "MeshUpgrade"
+    apiVersion: Literal["v1"] = "v1"
+    metadata: UpgradeMetadata
+    spec: UpgradeSpec
+    status: UpgradeStatus
+
+
+# --- the mapping ----------------------------------------------------------------------------------
+
+
+def _current_step(model: CurrentStepModel) -> CurrentStep:
+    return CurrentStep(model.step, tuple(model.namespaces or ()))
+
+
+def parse_create(body: Any) -> UpgradeCreate:
+    wire = validate(MeshUpgradeCreateBody, body)
+    spec = wire.spec
+    return UpgradeCreate(
+        name=wire.metadata.name,
+        mesh_id=spec.meshId,
+        strategy=spec.upgradeStrategy,
+        target_version=spec.targetVersion,
+        target_type=spec.targetType,
+        current_step=_current_step(spec.currentStep),
+    )
+
+
+def parse_change(body: Any) -> UpgradeChange:
+    wire = validate(MeshUpgradeUpdateBody, body)
+    spec = wire.spec
+    return UpgradeChange(
+        current_step=_current_step(spec.currentStep),
+        name=wire.metadata.name if wire.metadata is not None else None,
+        mesh_id=spec.meshId,
+        strategy=spec.upgradeStrategy,
+        target_version=spec.targetVersion,
+        target_type=spec.targetType,
+    )
+
+
+def render_task(task: UpgradeTask) -> dict[str, Any]:
+    state = task.state
+    current: dict[str, Any] = {"step": task.step}
+    if task.step_namespaces:
+        current["namespaces"] = list(task.step_namespaces)
+    document = construct(
+        MeshUpgradeDocument,
+        {
+            "metadata": {"name": task.name, "uid": task.id, "creationTimestamp": rfc3339(task.created_at)},
+            "spec": {
+                "meshId": task.mesh_id,
+                "upgradeStrategy": Strategy(task.strategy),
+                "targetVersion": task.target_version,
+                "targetType": TargetType(task.target_type),
+                "currentStep": current,
+            },
+            "status": {
+                "phase": state.phase,
+                "step": task.step,
+                "jobId": task.job_id or "",
+                "message": task.message,
+                "migratedNamespaces": list(state.migrated),
+                "pendingNamespaces": list(state.pending),
+            },
+        },
+    )
+    return document.model_dump(mode="json", exclude_none=True)
