@@ -19,6 +19,9 @@ from meshup.client.errors import ConnectionFailed, RequestTimedOut, WaitTimedOut
 from meshup.client.sse import parse_events
 
 TERMINAL = ("Success", "Failed")
+# A stream stays quiet while nothing changes; after this long without a byte it is opened again,
+# which also notices a connection that died without a word.
+STREAM_IDLE_SECONDS = 60.0
 
 
 def phase(doc: dict[str, Any]) -> str:
@@ -74,9 +77,9 @@ class Follower:
 
     def _stream(self) -> Iterator[dict[str, Any]]:
         """One event-stream request; yields documents, or the JSON answer of a server without streams."""
-        with self.api.job_events(
-            self.job_id, last_event_id=self.last_event_id, timeout=self._remaining()
-        ) as response:
+        remaining = self._remaining()
+        idle = STREAM_IDLE_SECONDS if remaining is None else min(remaining, STREAM_IDLE_SECONDS)
+        with self.api.job_events(self.job_id, last_event_id=self.last_event_id, timeout=idle) as response:
             if not response.headers.get("content-type", "").startswith(EVENT_STREAM):
                 self.streaming = False
                 response.read()
@@ -105,7 +108,8 @@ class Follower:
                 expired = self._timed_out()
                 if expired is not None:
                     raise expired from None
-                raise ConnectionFailed(f"{self.api.profile.endpoint} stopped answering") from exc
+                if not self.streaming:
+                    raise ConnectionFailed(f"{self.api.profile.endpoint} stopped answering") from exc
             except httpx.HTTPError as exc:  # a stream cut mid-way: ask again
                 if not self.streaming:
                     raise ConnectionFailed(f"{self.api.profile.endpoint}: {exc}") from None
