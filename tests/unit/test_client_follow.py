@@ -158,3 +158,52 @@ def test_a_quiet_stream_is_opened_again_before_the_deadline() -> None:
     follow, seen = follower(handler, time, timeout=600)
     assert [doc["status"]["phase"] for doc in follow] == ["Success"]
     assert len(seen) == 2
+
+
+def test_events_arrive_as_the_server_sends_them_over_a_real_socket() -> None:
+    """Each event is handed over when it arrives, not when the stream ends (the server below
+    sends the second event only after the client has seen the first); events may be split
+    across network writes."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    first_seen = threading.Event()
+
+    class Streaming(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            assert self.headers["Accept"].startswith("text/event-stream")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            running = f"id: 1\ndata: {json.dumps(job('Running'))}\n\n".encode()
+            self.wfile.write(running[:25])
+            self.wfile.flush()
+            self.wfile.write(running[25:])
+            self.wfile.flush()
+            first_seen.wait(10)
+            self.wfile.write(f"id: 2\ndata: {json.dumps(job('Success'))}\n\n".encode())
+            self.wfile.flush()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Streaming)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        profile = Profile(
+            f"http://127.0.0.1:{httpd.server_address[1]}", AccessKey("AK", "SK"), PROJECT, None, "t"
+        )
+        with Api(profile) as client:
+            phases = []
+            for doc in Follower(client, JOB, timeout=30):
+                phases.append(doc["status"]["phase"])
+                first_seen.set()
+        assert phases == ["Running", "Success"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
