@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meshup.client.credentials import ConnectionFlags, Profile
+from meshup.client.credentials import ConnectionFlags, Password, Profile, resolve
 from meshup.client.errors import ApiError, ClientError, WaitTimedOut
 from meshup.client.options import Output, OutputOption, connection_options
 
@@ -71,8 +71,6 @@ def _fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
 
 
 def _with_password(profile: Profile) -> Profile:
-    from meshup.client.credentials import Password
-
     auth = profile.auth
     if isinstance(auth, Password) and auth.password is None and sys.stdin.isatty():
         password = typer.prompt(f"Password for {auth.domain}/{auth.user}", hide_input=True)
@@ -84,7 +82,6 @@ def _with_password(profile: Profile) -> Profile:
 def _api(flags: ConnectionFlags) -> Iterator[Api]:
     """An API client for the command; client errors end the command with one line on stderr."""
     from meshup.client.api import Api
-    from meshup.client.credentials import resolve
 
     try:
         profile = _with_password(resolve(flags, os.environ, Path.cwd()))
