@@ -11,6 +11,7 @@ import typer
 import uvicorn
 
 from meshup import __version__
+from meshup.client.commands import job_cli, mesh_cli, upgrade_cli
 from meshup.config import Settings, from_environment
 
 cli = typer.Typer(
@@ -20,6 +21,9 @@ seed_cli = typer.Typer(
     no_args_is_help=True, help="Seed files: declare accounts, users, keys, clusters, meshes, jobs."
 )
 cli.add_typer(seed_cli, name="seed")
+cli.add_typer(mesh_cli, name="mesh")
+cli.add_typer(upgrade_cli, name="upgrade")
+cli.add_typer(job_cli, name="job")
 
 DatabaseOption = Annotated[
     str | None,
