@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from meshup import __version__
+from meshup import __version__, console
 from meshup.clock import Clock, SystemClock
 from meshup.config import Settings
 from meshup.drivers.simulated import SimulatedDriver
@@ -210,6 +210,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.include_router(ops.router)
     ops.install_openapi(app)
     # Outermost: request ids, metrics and the access log for everything, the fast path included.
-    return RequestContextMiddleware(
+    wrapped = RequestContextMiddleware(
         MeshJobFastPath(app, rt, reader), metrics=rt.metrics, access_log=settings.access_log
     )
+    # The console calls the whole application, as any client of the API would.
+    console.install(app, api=wrapped, secret=rt.identity.master_key.token_key)
+    return wrapped
