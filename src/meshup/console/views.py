@@ -91,6 +91,7 @@ class TaskView:
     message: str
     migrated: list[str]
     pending: list[str]
+    migrating: list[str]  # the namespaces of a data-plane step that runs now
     actions: list[Action]
 
     @property
@@ -142,6 +143,9 @@ def task_view(document: Any) -> TaskView:
         message=str(status.get("message", "")),
         migrated=[str(ns) for ns in _list(status.get("migratedNamespaces"))],
         pending=[str(ns) for ns in _list(status.get("pendingNamespaces"))],
+        migrating=[str(ns) for ns in _list(_dict(spec.get("currentStep")).get("namespaces"))]
+        if status.get("phase") == TaskPhase.RUNNING.value and status.get("step") == Step.DATA_PLANE.value
+        else [],
         actions=[Action(step.value, STEP_LABELS[step], step in allowed) for step in Step],
     )
 
