@@ -34,6 +34,7 @@ MESH_PAY = "c0501e00-0000-4000-8000-000000000004"
 MISSING_MESH = "c0501e00-0000-4000-8000-00000000dead"
 PASSWORDS = {"acme-admin": "Root-Passw0rd!", "rita": "Rita-Passw0rd!", "vera": "Vera-Passw0rd!"}
 STEP_WAIT = 60_000  # ms: the longest a step may take on a loaded machine
+expect.set_options(timeout=15_000)  # page updates on a machine busy with other tests
 STEPS = ("PreCheck", "ControlPlaneUpgrade", "DataPlaneUpgrade", "Complete", "Rollback")
 
 
@@ -273,7 +274,7 @@ def test_an_upgrade_runs_every_step_to_complete(page: Page, server: ServerProces
     expect(page.locator("#task-phase")).to_have_text("Completed")
 
 
-def test_roll_back_an_upgrade(page: Page, server: ServerProcess) -> None:
+def test_roll_back_an_upgrade(page: Page, server: ServerProcess, browser: Browser) -> None:
     sign_in(page, server, "acme-admin")
     open_mesh(page, server, MESH_BACK)
     page.select_option("#target", "1.18.7-r1")
@@ -290,6 +291,24 @@ def test_roll_back_an_upgrade(page: Page, server: ServerProcess) -> None:
     expect(page.locator("#mesh-phase")).to_have_text("Running")
     expect(page.locator("#mesh-version")).to_have_text("1.15.7-r1")
     expect(page.locator("#start-upgrade")).to_be_enabled()  # a rolled-back mesh may start again
+
+    # Another browser does not know the task until told to follow it by its id.
+    task_id = page.locator("#task code.id").inner_text()
+    other = browser.new_page()  # a context of its own: no cookies of the first
+    try:
+        sign_in(other, server, "acme-admin")
+        open_mesh(other, server, MESH_BACK)
+        expect(other.locator("#task-name")).to_have_count(0)
+        other.click("details.track summary")
+        other.fill("#track-task", task_id)
+        other.click("#track")
+        expect(other.locator("#task-phase")).to_have_text("RolledBack")
+        other.click("details.track summary")
+        other.fill("#track-task", "00000000-0000-4000-8000-00000000dead")
+        other.click("#track")
+        expect(other.locator("#notice")).to_contain_text("not found")
+    finally:
+        other.close()
 
 
 # --- the same IAM decisions as the API -------------------------------------------------------------

@@ -208,9 +208,12 @@ def build_router(console: Console) -> APIRouter:
     ) -> Response:
         project = visit.project
         reply = await visit.call("GET", f"/v1/{project}/meshes/{segment(mesh_id)}")
+        mesh_url = f"{BASE}/meshes/{segment(mesh_id)}"
         if not reply.ok:
+            if fragment and reply.status >= 500:  # e.g. the database is briefly unreachable
+                return visit.page("_retry.html", live_url=f"{mesh_url}/live", notice=reply.message)
             if fragment:
-                return visit.go(f"{BASE}/meshes/{segment(mesh_id)}")  # the full page says why
+                return visit.go(mesh_url)  # the full page says why
             return visit.problem(reply.status, reply.message)
         mesh = mesh_view(reply.body)
         task = task_error = tree = tree_error = None
@@ -230,7 +233,6 @@ def build_router(console: Console) -> APIRouter:
                 tree = tree_rows(job_reply.body)
             else:
                 tree_error = job_reply.message
-        mesh_url = f"{BASE}/meshes/{segment(mesh_id)}"
         context: dict[str, Any] = {
             "mesh": mesh,
             "mesh_url": mesh_url,
