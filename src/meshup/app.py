@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from meshup import __version__, console
+from meshup import __version__
 from meshup.clock import Clock, SystemClock
 from meshup.config import Settings
 from meshup.drivers.simulated import SimulatedDriver
@@ -213,6 +213,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     wrapped = RequestContextMiddleware(
         MeshJobFastPath(app, rt, reader), metrics=rt.metrics, access_log=settings.access_log
     )
-    # The console calls the whole application, as any client of the API would.
+    # The console calls the whole application, as any client of the API would. Imported here so
+    # that worker processes, which build a runtime but serve nothing, do not load templates.
+    from meshup import console
+
     console.install(app, api=wrapped, secret=rt.identity.master_key.token_key)
     return wrapped
