@@ -109,17 +109,14 @@ def test_upgrade_targets_follow_the_upgrade_paths() -> None:
 def test_tree_rows_are_depth_first_with_symbols_targets_and_durations() -> None:
     now = datetime(2026, 11, 27, 10, 5, 0, tzinfo=UTC)
 
-    def job(kind: str, phase: str, start: str, end: str, children: list[Any], **extra: str) -> dict[str, Any]:
+    def job(
+        kind: str, phase: str, start: str, end: str, children: list[Any], target: str = "", reason: str = ""
+    ) -> Any:
         return {
             "kind": "Job",
             "metadata": {"uid": kind},
-            "spec": {"type": kind, "subjobs": children, **extra},
-            "status": {
-                "phase": phase,
-                "reason": extra.pop("reason", ""),
-                "startTime": start,
-                "completionTime": end,
-            },
+            "spec": {"type": kind, "subjobs": children, "target": target},
+            "status": {"phase": phase, "reason": reason, "startTime": start, "completionTime": end},
         }
 
     tree = job(
@@ -134,9 +131,16 @@ def test_tree_rows_are_depth_first_with_symbols_targets_and_durations() -> None:
                 "2026-11-27T10:00:00Z",
                 "2026-11-27T10:00:04Z",
                 [],
-                target="cluster c1",
+                "cluster c1",
             ),
-            job("WaitControlPlaneReady", "Failed", "2026-11-27T10:00:04Z", "2026-11-27T10:01:10Z", []),
+            job(
+                "WaitControlPlaneReady",
+                "Failed",
+                "2026-11-27T10:00:04Z",
+                "2026-11-27T10:01:10Z",
+                [],
+                reason="istiod-1-18-7-r5 not ready after 300s",
+            ),
             job("InstallGateways", "Initializing", "", "", []),
         ],
     )
@@ -149,6 +153,7 @@ def test_tree_rows_are_depth_first_with_symbols_targets_and_durations() -> None:
     ]
     assert [r.duration for r in rows] == ["5 min 00 s", "4 s", "1 min 06 s", ""]
     assert rows[1].target == "cluster c1"
+    assert rows[2].reason == "istiod-1-18-7-r5 not ready after 300s" and rows[1].reason == ""
     assert tree_rows(None) == []
 
 
