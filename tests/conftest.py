@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -17,10 +18,15 @@ def backends() -> list[str]:
     return ["sqlite", "postgres"] if postgres_base_url() else ["sqlite"]
 
 
-def pytest_report_header() -> str:
-    if postgres_base_url():
-        return "meshup: PostgreSQL tests enabled"
-    return f"meshup: PostgreSQL tests not collected ({POSTGRES_ENV} unset)"
+def pytest_report_header() -> list[str]:
+    lines = [
+        "meshup: PostgreSQL tests enabled"
+        if postgres_base_url()
+        else f"meshup: PostgreSQL tests not collected ({POSTGRES_ENV} unset)"
+    ]
+    if shutil.which("chromium") is None:
+        lines.append("meshup: browser tests not collected (no chromium on PATH)")
+    return lines
 
 
 @pytest.fixture(params=backends())
@@ -29,11 +35,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that exist only for PostgreSQL are not collected without it (not skipped: CI has it)."""
-    if postgres_base_url():
-        return
-    kept = [item for item in items if item.get_closest_marker("postgres") is None]
-    dropped = [item for item in items if item.get_closest_marker("postgres") is not None]
+    """Tests that need PostgreSQL or Chromium are not collected without it (not skipped: CI has both)."""
+    missing = set()
+    if not postgres_base_url():
+        missing.add("postgres")
+    if shutil.which("chromium") is None:
+        missing.add("browser")
+    kept = [item for item in items if not any(item.get_closest_marker(name) for name in missing)]
+    dropped = [item for item in items if any(item.get_closest_marker(name) for name in missing)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

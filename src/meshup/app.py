@@ -218,6 +218,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.include_router(ops.router)
     ops.install_openapi(app)
     # Outermost: request ids, metrics and the access log for everything, the fast path included.
-    return RequestContextMiddleware(
+    wrapped = RequestContextMiddleware(
         MeshJobFastPath(app, rt, reader), metrics=rt.metrics, access_log=settings.access_log
     )
+    # The console calls the whole application, as any client of the API would. Imported here so
+    # that worker processes, which build a runtime but serve nothing, do not load templates.
+    from meshup import console
+
+    console.install(app, api=wrapped, secret=rt.identity.master_key.token_key)
+    return wrapped
