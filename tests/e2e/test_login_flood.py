@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -52,6 +53,7 @@ MASTER_KEY = "login-flood-test-master-key-0123456789abcdef"
 # The bounds the server must keep during a flood (the figures are printed for the docs).
 WRITE_P99_SECONDS = 0.200
 MAX_RSS_BYTES = 300 * 1024 * 1024
+HOST_CORES = len(os.sched_getaffinity(0))
 
 
 def source(block: int, number: int) -> str:
@@ -65,10 +67,12 @@ def post_login(url: str, user: str, password: str, *, local_address: str | None 
 
 
 @contextmanager
-def two_api_processes(backend: str, workdir: Path) -> Iterator[tuple[ApiProcess, ApiProcess, str]]:
+def two_api_processes(
+    backend: str, workdir: Path, **extra_env: str
+) -> Iterator[tuple[ApiProcess, ApiProcess, str]]:
     """Two ``meshup serve --no-worker`` processes on one database (PostgreSQL, or one SQLite file)."""
     with database_url(backend, workdir) as url:
-        env = meshup_env(url, MASTER_KEY, lease_seconds=30)
+        env = meshup_env(url, MASTER_KEY, lease_seconds=30, **extra_env)
         first = ApiProcess("api-a", env, workdir, seed=SEED)
         second = ApiProcess("api-b", env, workdir)
         with killing_all([first, second]):
@@ -197,17 +201,29 @@ def mesh_body(number: int) -> dict[str, Any]:
 
 @contextmanager
 def flood_servers(backend: str, tmp_path: Path) -> Iterator[tuple[list[str], list[int], list[Any]]]:
-    """SQLite: one ``meshup serve`` with its engine workers, as run by default. PostgreSQL: two API
-    processes on one database. Yields (urls, pids, objects with a ``log()``)."""
+    """SQLite: one ``meshup serve``; PostgreSQL: two, on one database. Yields (urls, pids, objects
+    with a ``log()``). Without engine workers: the jobs of the meshes created meanwhile would add
+    their own writes, and this measures what the flood does."""
     if backend == "sqlite":
         with database_url(backend, tmp_path) as url:
-            server = start_server(tmp_path, url, seed=SEED, extra_env={"MESHUP_MASTER_KEY": MASTER_KEY})
+            server = start_server(
+                tmp_path,
+                url,
+                seed=SEED,
+                extra_args=["--no-worker"],
+                extra_env={"MESHUP_MASTER_KEY": MASTER_KEY},
+            )
             try:
                 yield [server.url], [server.process.pid], [server]
             finally:
                 server.stop()
     else:
-        with two_api_processes(backend, tmp_path) as (first, second, _url):
+        # Two processes on one host share its cores: one password check at a time each.
+        with two_api_processes(backend, tmp_path, MESHUP_LOGIN_WORKERS=str(HOST_CORES // 2 or 1)) as (
+            first,
+            second,
+            _url,
+        ):
             processes: list[MeshupProcess] = [first, second]
             yield [first.url, second.url], [p.pid for p in processes], processes
 
@@ -274,11 +290,11 @@ def test_a_failed_login_flood_stalls_no_writes_and_takes_no_memory(backend: str,
             "max_rss_mb": [round(rss.peak[pid] / 2**20) for pid in pids],
         }
         print(f"\nlogin flood figures: {json.dumps(figures)}")
-        assert set(statuses) <= {"401", "429"}, statuses
-        assert statuses["401"] > 0, statuses
+        assert max(rss.peak.values()) <= MAX_RSS_BYTES, figures
         assert len(during) >= 20, figures
         assert percentile(during, 0.99) <= WRITE_P99_SECONDS, figures
-        assert max(rss.peak.values()) <= MAX_RSS_BYTES, figures
+        assert set(statuses) <= {"401", "429"}, statuses
+        assert statuses["401"] > 0 and statuses["429"] > 0, statuses  # the hashing pool was full
         assert_no_crash(*(server.log() for server in servers))
 
 
@@ -288,10 +304,12 @@ def test_a_failed_login_flood_stalls_no_writes_and_takes_no_memory(backend: str,
 @pytest.mark.parametrize("backend", backends())
 def test_one_address_with_too_many_failures_gets_fast_429s(backend: str, tmp_path: Path) -> None:
     with database_url(backend, tmp_path) as url:
-        server = start_server(tmp_path, url, seed=SEED, extra_args=["--no-worker"])
+        # 5 failures per address, one more every 12 minutes: nothing refills while the test runs.
+        budget = {"MESHUP_LOGIN_ADDRESS_MAX_FAILURES": "5", "MESHUP_LOGIN_ADDRESS_WINDOW_MINUTES": "60"}
+        server = start_server(tmp_path, url, seed=SEED, extra_args=["--no-worker"], extra_env=budget)
         try:
             noisy = "127.0.4.1"
-            for number in range(30):  # the default budget: 30 failures per address in 5 minutes
+            for number in range(5):
                 failed = post_login(server.url, "nobody", f"Wrong-{number}!", local_address=noisy)
                 assert failed.status_code == 401, failed.text
             for user, password in (("nobody", "Wrong!"), ("neighbour", "Neighbour-Passw0rd!")):
@@ -306,7 +324,7 @@ def test_one_address_with_too_many_failures_gets_fast_429s(backend: str, tmp_pat
                         "message": "Too many failed logins from this address; retry later.",
                     }
                 }
-                assert 1 <= int(refused.headers["Retry-After"]) <= 10
+                assert 1 <= int(refused.headers["Retry-After"]) <= 12 * 60
                 assert elapsed < 0.2, elapsed  # no password was checked
             # Another address is not affected, and its successful login costs it nothing.
             assert (
@@ -316,7 +334,7 @@ def test_one_address_with_too_many_failures_gets_fast_429s(backend: str, tmp_pat
                 == 201
             )
             # keystoneauth1 reports the refusal as what it is.
-            for number in range(30):
+            for number in range(5):
                 post_login(server.url, "nobody", f"Wrong-{number}!")  # from 127.0.0.1
             with pytest.raises(ks_exceptions.TooManyRequests):
                 keystone_token(server.url, "neighbour", "Neighbour-Passw0rd!", DOMAIN, PROJECT)

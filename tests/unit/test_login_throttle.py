@@ -276,3 +276,25 @@ def test_pool_and_queue_sizes_default_to_the_cores() -> None:
     assert policy.pool_workers() >= 1
     assert policy.pool_queue() == 8 * policy.pool_workers()
     assert LoginPolicy(workers=3, queue=0).pool_queue() == 0
+
+
+def test_no_task_is_queued_that_would_wait_longer_than_max_wait(gate: threading.Event) -> None:
+    ticks = Ticks()
+    pool = BoundedPool(1, 10, max_wait=5.0, monotonic=ticks)
+
+    def two_seconds() -> None:
+        ticks.now += 2
+
+    try:
+        pool.admit()
+        pool.submit(two_seconds).result(timeout=5)
+        _wait_for(lambda: pool.admitted == 0)
+        for _ in range(3):  # one runs, two wait: the last one starts after about 4 s
+            pool.admit()
+            pool.submit(gate.wait)
+        with pytest.raises(PoolBusy) as busy:
+            pool.admit()  # it would start after about 6 s
+        assert busy.value.retry_after == pytest.approx(6.0)
+    finally:
+        gate.set()
+        pool.shutdown()

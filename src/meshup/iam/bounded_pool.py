@@ -2,8 +2,10 @@
 
 Password hashing is slow and memory-hungry by design (argon2: 64 MiB for each check in
 progress); run unbounded, a flood of logins takes every core and gigabytes of memory. Here at
-most ``workers`` checks run at once and at most ``queue`` wait; anything beyond is refused at
-once with an estimate of when to come back.
+most ``workers`` checks run at once and at most ``queue`` wait, and no more than would start
+within ``max_wait`` seconds at the pace tasks have been taking (when the machine is busy, a
+long queue would only make clients time out); anything beyond is refused at once with an
+estimate of when to come back.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ class BoundedPool:
         *,
         name: str = "meshup-pool",
         niceness: int = 0,
+        max_wait: float = math.inf,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1 or queue < 0:
             raise ValueError("a pool needs at least one worker and a queue of 0 or more")
         self.workers = workers
         self.limit = workers + queue
+        self.max_wait = max_wait
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix=name, initializer=_lower_priority, initargs=(niceness,)
         )
@@ -60,7 +64,8 @@ class BoundedPool:
     def admit(self) -> None:
         """Reserve a place, or raise PoolBusy; every admit is followed by one ``submit``/``release``."""
         with self._lock:
-            if self._admitted >= self.limit:
+            waves_ahead = self._admitted // self.workers  # 0: a worker is free
+            if self._admitted >= self.limit or waves_ahead * self._mean_seconds > self.max_wait:
                 # When the tasks ahead of a newcomer would have drained, at least a second.
                 waves = math.ceil(self._admitted / self.workers)
                 raise PoolBusy(max(1.0, waves * self._mean_seconds))

@@ -27,6 +27,12 @@ from meshup.timefmt import keystone_time
 
 GENERIC_FAILURE = "The request you have made requires authentication."
 
+# Password checks run at a lower CPU priority: a flood of logins that saturates the hashing pool
+# then slows logins, not every other request of the process.
+HASHING_NICENESS = 10
+# A login is refused (429) rather than queued when it would wait longer than this to start.
+MAX_QUEUE_WAIT_SECONDS = 3.0
+
 
 @dataclass(frozen=True, slots=True)
 class LoginPolicy:
@@ -191,7 +197,8 @@ class LoginService:
             policy.pool_workers(),
             policy.pool_queue(),
             name="meshup-login",
-            niceness=int(os.environ.get("XNICE", "10")),
+            niceness=HASHING_NICENESS,
+            max_wait=MAX_QUEUE_WAIT_SECONDS,
         )
         self.throttle = AddressThrottle(
             policy.address_max_failures, policy.address_window.total_seconds(), monotonic=monotonic
