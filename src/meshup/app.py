@@ -104,6 +104,10 @@ def build_runtime(
             window=settings.login_failure_window,
             lockout=settings.login_lockout,
             token_ttl=settings.token_ttl,
+            workers=settings.login_workers,
+            queue=settings.login_queue,
+            address_max_failures=settings.login_address_max_failures,
+            address_window=settings.login_address_window,
         ),
     )
     units = UnitOfWorkFactory(db)

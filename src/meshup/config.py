@@ -24,6 +24,10 @@ class Settings:
     login_max_failures: int = 5
     login_failure_window: timedelta = timedelta(minutes=15)
     login_lockout: timedelta = timedelta(minutes=15)
+    login_workers: int = 0  # password checks at once; 0 = one per core
+    login_queue: int | None = None  # password checks waiting beyond those; None = 8 per worker
+    login_address_max_failures: int = 30  # per source address and window; 0 = no limit
+    login_address_window: timedelta = timedelta(minutes=5)
     access_log: bool = True
     log_level: str = "info"
     public_url: str | None = None  # advertised in token catalogues; default http://host:port
@@ -49,6 +53,20 @@ def _minutes(value: str) -> timedelta:
     return timedelta(minutes=float(value))
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, not {number}")
+    return number
+
+
+def _positive_minutes(value: str) -> timedelta:
+    minutes = float(value)
+    if not minutes > 0:
+        raise ValueError(f"must be more than 0, not {value}")
+    return timedelta(minutes=minutes)
+
+
 def from_environment(env: dict[str, str] | None = None) -> Settings:
     """Read ``MESHUP_*`` variables; unknown ones are ignored, malformed ones are errors."""
     env = dict(os.environ if env is None else env)
@@ -64,6 +82,10 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         "MESHUP_LOGIN_MAX_FAILURES": ("login_max_failures", int),
         "MESHUP_LOGIN_FAILURE_WINDOW_MINUTES": ("login_failure_window", _minutes),
         "MESHUP_LOGIN_LOCKOUT_MINUTES": ("login_lockout", _minutes),
+        "MESHUP_LOGIN_WORKERS": ("login_workers", _count),
+        "MESHUP_LOGIN_QUEUE": ("login_queue", _count),
+        "MESHUP_LOGIN_ADDRESS_MAX_FAILURES": ("login_address_max_failures", _count),
+        "MESHUP_LOGIN_ADDRESS_WINDOW_MINUTES": ("login_address_window", _positive_minutes),
         "MESHUP_ACCESS_LOG": ("access_log", lambda v: v.strip().lower() not in ("0", "false", "no", "off")),
         "MESHUP_LOG_LEVEL": ("log_level", str),
         "MESHUP_PUBLIC_URL": ("public_url", str),

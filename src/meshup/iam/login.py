@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from meshup.clock import Clock
 from meshup.errors import AuthenticationFailed, InvalidRequest
+from meshup.iam.bounded_pool import BoundedPool, PoolBusy
 from meshup.iam.identity import Account, User
 from meshup.iam.passwords import DUMMY_HASH, verify_password
+from meshup.iam.throttle import AddressThrottle
 from meshup.iam.tokens import TokenClaims, TokenCodec
 from meshup.store import identity as store
+from meshup.store.db import Database
 from meshup.timefmt import keystone_time
 
 GENERIC_FAILURE = "The request you have made requires authentication."
+
+# Password checks run at a lower CPU priority: a flood of logins that saturates the hashing pool
+# then slows logins, not every other request of the process.
+HASHING_NICENESS = 10
+# A login is refused (429) rather than queued when it would wait longer than this to start.
+MAX_QUEUE_WAIT_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +40,28 @@ class LoginPolicy:
     window: timedelta = timedelta(minutes=15)
     lockout: timedelta = timedelta(minutes=15)
     token_ttl: timedelta = timedelta(hours=24)
+    workers: int = 0  # password checks at once; 0 = one per core
+    queue: int | None = None  # password checks waiting; None = 8 per worker
+    address_max_failures: int = 30  # failed logins per source address and address_window; 0 = off
+    address_window: timedelta = timedelta(minutes=5)
+
+    def pool_workers(self) -> int:
+        if self.workers > 0:
+            return self.workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, cores or 1)
+
+    def pool_queue(self) -> int:
+        return self.queue if self.queue is not None else 8 * self.pool_workers()
+
+
+class LoginThrottled(Exception):
+    """Refused before any password was checked: 429 with ``Retry-After``."""
+
+    def __init__(self, retry_after: float, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,41 +178,123 @@ def parse_login(body: Any) -> LoginRequest:
 
 
 class LoginService:
-    def __init__(self, tokens: TokenCodec, clock: Clock, policy: LoginPolicy) -> None:
+    """Password logins, bounded: a per-address budget of failures, a small pool for the hashing
+    (no transaction is open while a password is checked), and a per-user lockout counted in the
+    database."""
+
+    def __init__(
+        self,
+        tokens: TokenCodec,
+        clock: Clock,
+        policy: LoginPolicy,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.tokens = tokens
         self.clock = clock
         self.policy = policy
+        self.pool = BoundedPool(
+            policy.pool_workers(),
+            policy.pool_queue(),
+            name="meshup-login",
+            niceness=HASHING_NICENESS,
+            max_wait=MAX_QUEUE_WAIT_SECONDS,
+        )
+        self.throttle = AddressThrottle(
+            policy.address_max_failures, policy.address_window.total_seconds(), monotonic=monotonic
+        )
 
-    def login(self, conn: Connection, request: LoginRequest) -> IssuedToken:
-        """Check the password (with lockout) and issue a token; every failure looks the same."""
-        now = self.clock.now()
-        record = self._find_user(conn, request)
+    async def attempt(self, db: Database, request: LoginRequest, source: str) -> IssuedToken:
+        """A login from address ``source``: LoginThrottled, AuthenticationFailed or a token."""
+        wait = self.throttle.take(source)
+        if wait > 0:
+            raise LoginThrottled(wait, "Too many failed logins from this address; retry later.")
+        try:
+            issued = await self.pool.run(lambda: self.login(db, request))
+        except AuthenticationFailed:
+            raise  # the charge stays: this was a failed login
+        except PoolBusy as exc:
+            self.throttle.refund(source)
+            raise LoginThrottled(exc.retry_after, "Too many logins in progress; retry later.") from None
+        except BaseException:
+            self.throttle.refund(source)
+            raise
+        self.throttle.refund(source)
+        return issued
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def login(self, db: Database, request: LoginRequest) -> IssuedToken:
+        """Check the password (with lockout) and issue a token; every failure looks the same.
+
+        Reads in one short transaction, hashes outside any, records the outcome in another short
+        one: a slow hash never holds a database lock (SQLite has a single writer).
+        """
+        scope: tuple[str, str] | AuthenticationFailed | None = None
+        with db.read() as conn:
+            record = self._find_user(conn, request)
+            failures = None
+            if record is not None:
+                failures = store.get_login_failures(conn, record.user.id)
+                try:
+                    scope = self._scope_project(conn, record.account, request)
+                except AuthenticationFailed as exc:
+                    scope = exc  # told only to whoever knows the password
+        # Unknown users and users without a password cost one full check too: timing tells nothing.
+        known_hash = record.password_hash if record is not None else None
+        matches = verify_password(known_hash or DUMMY_HASH, request.password) and known_hash is not None
         if record is None:
-            verify_password(DUMMY_HASH, request.password)  # same cost as a real check
             raise AuthenticationFailed(GENERIC_FAILURE)
-        failures = store.get_login_failures(conn, record.user.id)
-        if failures is not None and failures.locked_until is not None and now < failures.locked_until:
-            raise AuthenticationFailed(GENERIC_FAILURE)
-        if not verify_password(record.password_hash, request.password):
-            self._record_failure(conn, record.user.id, failures, now)
+        now = self.clock.now()
+        user_id = record.user.id
+        if not matches:
+            if not _locked(failures, now):  # a lock only ends with time: nothing to count meanwhile
+                self._record_failure(db, user_id, now)
             raise AuthenticationFailed(GENERIC_FAILURE)
         if not (record.user.enabled and record.account.enabled):
             raise AuthenticationFailed(GENERIC_FAILURE)
-        if failures is not None:
-            store.put_login_failures(conn, record.user.id, None)
-        project = self._scope_project(conn, record.account, request)
+        if not self._clear_failures(db, user_id, now):
+            raise AuthenticationFailed(GENERIC_FAILURE)  # locked: refused like any failed login
+        if isinstance(scope, AuthenticationFailed):
+            raise scope
         # Whole seconds, as the token carries them: the issued document then equals what
         # GET /v3/auth/tokens shows later, and expires_at is exactly when the token stops working.
         issued_at = now.replace(microsecond=0)
         claims = TokenClaims(
-            user_id=record.user.id,
-            project_id=project[0] if project else None,
+            user_id=user_id,
+            project_id=scope[0] if scope else None,
             domain_scoped=request.scope == "domain",
             password_version=record.user.password_version,
             issued_at=issued_at,
             expires_at=issued_at + self.policy.token_ttl,
         )
-        return IssuedToken(self.tokens.issue(claims), claims, record.account, record.user, project)
+        return IssuedToken(self.tokens.issue(claims), claims, record.account, record.user, scope)
+
+    def _record_failure(self, db: Database, user_id: str, now: datetime) -> None:
+        try:
+            with db.write() as conn:
+                store.record_login_failure(
+                    conn,
+                    user_id,
+                    now,
+                    max_failures=self.policy.max_failures,
+                    window=self.policy.window,
+                    lockout=self.policy.lockout,
+                )
+        except IntegrityError:
+            pass  # the user was deleted meanwhile: nothing left to protect
+
+    def _clear_failures(self, db: Database, user_id: str, now: datetime) -> bool:
+        """False when the user is locked. Writes only when there is a record to clear."""
+        with db.read() as conn:
+            current = store.get_login_failures(conn, user_id)
+        if current is None:
+            return True
+        if _locked(current, now):
+            return False
+        with db.write() as conn:
+            return store.clear_login_failures(conn, user_id, now)
 
     def _find_user(self, conn: Connection, request: LoginRequest) -> store.UserRecord | None:
         if request.user_id is not None:
@@ -214,14 +332,9 @@ class LoginService:
             raise AuthenticationFailed("the user has no access to the requested project")
         return project
 
-    def _record_failure(
-        self, conn: Connection, user_id: str, failures: store.LoginFailures | None, now: datetime
-    ) -> None:
-        if failures is None or now - failures.window_start > self.policy.window:
-            failures = store.LoginFailures(count=0, window_start=now, locked_until=None)
-        count = failures.count + 1
-        locked = now + self.policy.lockout if count >= self.policy.max_failures else None
-        store.put_login_failures(conn, user_id, store.LoginFailures(count, failures.window_start, locked))
+
+def _locked(failures: store.LoginFailures | None, now: datetime) -> bool:
+    return failures is not None and failures.locked_until is not None and now < failures.locked_until
 
 
 def role_of(user: User) -> dict[str, str]:

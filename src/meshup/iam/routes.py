@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meshup.errors import AuthenticationFailed, InvalidRequest
 from meshup.http.envelopes import json_response, keystone_error
 from meshup.http.requests import incoming, json_body, note_caller
 from meshup.http.runtime import runtime
-from meshup.iam.login import IssuedToken, inspect_token, parse_login, token_body
+from meshup.iam.login import LoginThrottled, inspect_token, parse_login, token_body
 from meshup.iam.schemas import KeystoneError, ProjectList, TokenResponse
 
 router = APIRouter(tags=["identity"])
+
+
+def client_address(request: Request) -> str:
+    """The peer address as the server sees it (behind a proxy: the proxy's)."""
+    client = request.scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def _keystone(status: int, text: str) -> dict[int | str, dict[str, Any]]:
@@ -26,6 +31,12 @@ _TOKEN_DOC: dict[int | str, dict[str, Any]] = {
     201: {"model": TokenResponse, "description": "Token issued; the token is in the X-Subject-Token header."},
     **_keystone(400, "Malformed request"),
     **_keystone(401, "Authentication failed"),
+    429: {
+        "model": KeystoneError,
+        "description": "Too many failed logins from this address, or too many logins in progress; "
+        "retry after the seconds in Retry-After (Keystone error envelope).",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+    },
     **_keystone(503, "Database unreachable"),
 }
 _TOKEN_BODY = {
@@ -51,17 +62,13 @@ async def create_token(request: Request) -> Response:
     except InvalidRequest as exc:
         return keystone_error(400, exc.message)
 
-    def login() -> tuple[IssuedToken | None, AuthenticationFailed | None]:
-        # Password hashing is slow by design: off the event loop.
-        with rt.db.write() as conn:
-            try:
-                return rt.login.login(conn, login_request), None
-            except AuthenticationFailed as exc:
-                return None, exc  # the failed-attempt counter must still be committed
-
-    issued, failure = await run_in_threadpool(login)
-    if failure is not None or issued is None:
-        failure = failure or AuthenticationFailed("authentication failed")
+    try:
+        issued = await rt.login.attempt(rt.db, login_request, client_address(request))
+    except LoginThrottled as exc:
+        refused = keystone_error(429, exc.message)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
+    except AuthenticationFailed as failure:
         rt.metrics.auth_failures.labels("password").inc()
         return keystone_error(401, failure.why)
     request.scope.setdefault("state", {})["principal"] = f"{issued.account.name}/{issued.user.name}"

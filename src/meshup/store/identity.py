@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, literal, null, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -191,14 +191,69 @@ def get_login_failures(conn: Connection, user_id: str) -> LoginFailures | None:
     )
 
 
-def put_login_failures(conn: Connection, user_id: str, value: LoginFailures | None) -> None:
-    conn.execute(t.login_failures.delete().where(t.login_failures.c.user_id == user_id))
-    if value is not None:
-        conn.execute(
-            insert(t.login_failures).values(
-                user_id=user_id,
-                count=value.count,
-                window_start=value.window_start,
-                locked_until=value.locked_until,
-            )
+def record_login_failure(
+    conn: Connection,
+    user_id: str,
+    now: datetime,
+    *,
+    max_failures: int,
+    window: timedelta,
+    lockout: timedelta,
+) -> LoginFailures | None:
+    """Count one failed login in a single statement, atomic under any concurrency.
+
+    A window older than ``window`` starts over; the failure that reaches ``max_failures`` locks
+    the user until ``now + lockout``. A user locked right now is left as is (None is returned).
+    Concurrent callers, in any number of processes, serialise on the row: none is lost and none
+    meets a duplicate key.
+    """
+    table = t.login_failures
+    ts = table.c.window_start.type
+    at = literal(now, ts)
+    expired = table.c.window_start < literal(now - window, ts)
+    count = case((expired, 1), else_=table.c.count + 1)
+    locks = literal(now + lockout, ts)
+    insert_stmt: Any = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
+    stmt = (
+        insert_stmt.values(
+            user_id=user_id,
+            count=1,
+            window_start=at,
+            locked_until=now + lockout if max_failures <= 1 else None,
         )
+        .on_conflict_do_update(
+            index_elements=[table.c.user_id],
+            set_={
+                "count": count,
+                "window_start": case((expired, at), else_=table.c.window_start),
+                "locked_until": case((count >= max_failures, locks), else_=null()),
+            },
+            where=or_(table.c.locked_until.is_(None), table.c.locked_until <= at),
+        )
+        .returning(table.c.count, table.c.window_start, table.c.locked_until)
+    )
+    row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return LoginFailures(
+        count=int(row[0]),
+        window_start=as_utc(row[1]),
+        locked_until=as_utc(row[2]) if row[2] is not None else None,
+    )
+
+
+def clear_login_failures(conn: Connection, user_id: str, now: datetime) -> bool:
+    """After a correct password: forget the user's failures unless the user is locked right now.
+
+    False when the user is locked (the login must be refused), in the same transaction that would
+    otherwise have cleared the record.
+    """
+    table = t.login_failures
+    at = literal(now, table.c.locked_until.type)
+    conn.execute(
+        table.delete().where(
+            table.c.user_id == user_id, or_(table.c.locked_until.is_(None), table.c.locked_until <= at)
+        )
+    )
+    still_locked = conn.execute(select(table.c.user_id).where(table.c.user_id == user_id)).first()
+    return still_locked is None
