@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import http
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -58,7 +57,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._header_count = 0
-        self._head_started = time.perf_counter()
+        self._head_started = 0.0  # loop time: connection made, last message complete, or first head byte
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._method_read = False
@@ -68,7 +67,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head_timer()  # a client that connects and says nothing is a slow client too
+        # One timer per connection that re-arms itself, rather than one per request: the hot path
+        # only notes when a head starts. A client that connects and says nothing is timed too.
+        self._head_started = self.loop.time()
+        self._head_timer = self.loop.call_later(self.limits.timeout, self._check_head_deadline)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -83,8 +85,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if not self._in_head:
             self._feed(data)
             return
-        if self._head_timer is None:
-            self._arm_head_timer()
+        if not self._head_bytes:
+            self._head_started = self.loop.time()
         room = self.limits.max_head_bytes - self._head_bytes
         if len(data) <= room:
             self._head_bytes += len(data)
@@ -147,7 +149,6 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -155,25 +156,31 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         # The next bytes on this connection start the next head.
         self._in_head = True
         self._head_bytes = 0
-        self._head_started = time.perf_counter()
+        self._head_started = self.loop.time()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._head_bytes:
+            self._head_started = self.loop.time()  # an idle connection waits from here
 
     # Deadline and refusal
-
-    def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self._head_started = time.perf_counter()
-        self._head_timer = self.loop.call_later(self.limits.timeout, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _head_timed_out(self) -> None:
+    def _check_head_deadline(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or not self._in_head:
+        if self._refused or self.transport.is_closing():
             return
-        if self._head_bytes:
+        waited = self.loop.time() - self._head_started
+        serving = self.cycle is not None and not self.cycle.response_complete
+        if serving or not self._in_head or waited < self.limits.timeout:
+            # A request is being served, or the head started recently: look again later.
+            delay = self.limits.timeout if serving or not self._in_head else self.limits.timeout - waited
+            self._head_timer = self.loop.call_later(delay, self._check_head_deadline)
+        elif self._head_bytes:
             self._refuse(408, "Request timeout.")
         else:
             self.transport.close()  # nothing was asked: nothing to answer
@@ -209,7 +216,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self.metrics is not None:
             self.metrics.requests.labels(method, "unmatched", str(status)).inc()
         if self.log_refusals:
-            log_access(request_id, "-", method, "unmatched", status, time.perf_counter() - self._head_started)
+            elapsed = self.loop.time() - self._head_started
+            log_access(request_id, "-", method, "unmatched", status, elapsed)
 
     def _method(self) -> str:
         if not self._method_read:

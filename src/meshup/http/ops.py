@@ -13,7 +13,7 @@ from meshup.http.envelopes import json_response
 from meshup.http.metrics import CONTENT_TYPE
 from meshup.http.runtime import runtime
 from meshup.http.schemas import GatewayError, ServiceError
-from meshup.iam.schemas import TokenRequest
+from meshup.iam.schemas import TOKEN_REQUEST_SCHEMAS
 from meshup.meshes.schemas import MeshConfigUpdate
 
 router = APIRouter(tags=["operations"])
@@ -31,7 +31,17 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "database unreachable"}, 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE)
 
@@ -48,7 +58,8 @@ def install_openapi(app: FastAPI) -> None:
         components = document.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
         schemas["GatewayError"] = GatewayError.model_json_schema()
-        for model in (TokenRequest, MeshConfigUpdate):
+        schemas.update(TOKEN_REQUEST_SCHEMAS)
+        for model in (MeshConfigUpdate,):
             for name, definition in (
                 model.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}).items()
             ):
@@ -73,9 +84,11 @@ def install_openapi(app: FastAPI) -> None:
                 # FastAPI documents a 422 of its own; this server answers invalid input with 400
                 # in the API's envelope (app.py), which routes declare with error_responses(400).
                 operation.get("responses", {}).pop("422", None)
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/") or path == "/v3/projects":
                 for operation in operations.values():
                     operation["security"] = [{"iamToken": []}, {"akskSignature": []}]
+        # Validating a token takes the caller's own token (X-Auth-Token) besides the subject.
+        document["paths"]["/v3/auth/tokens"]["get"]["security"] = [{"iamToken": []}]
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         app.openapi_schema = document
