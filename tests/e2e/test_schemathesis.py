@@ -3,7 +3,7 @@
 Each run is the ``schemathesis run`` command line against a real server, seeded and bounded so
 that CI stays within a minute or two; any finding fails the test with Schemathesis' own report
 (reproducing curl commands included). Findings accepted for now are listed, one by one, in
-``schemathesis-baseline.json`` beside this file; a finding not in it fails.
+``schemathesis-baseline/<run>.json`` beside this file; a finding not listed fails.
 
 The long run is the same test with more examples per operation, e.g.:
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = int(os.environ.get("MESHUP_SCHEMATHESIS_EXAMPLES", "8"))
 SEED_NUMBER = int(os.environ.get("MESHUP_SCHEMATHESIS_SEED", "20261130"))
-BASELINE = Path(__file__).with_name("schemathesis-baseline.json")
+BASELINES = Path(__file__).with_name("schemathesis-baseline")
 SHOP_MESH = "9b2f4c1e-0000-4000-8000-000000000002"
 
 
@@ -83,7 +83,7 @@ def schemathesis(
         "--request-timeout",
         "30",
         "--baseline",
-        str(BASELINE),
+        str(BASELINES / f"{name}.json"),
     ]
     if os.environ.get("MESHUP_SCHEMATHESIS_BASELINE_UPDATE"):
         args += ["--baseline-update", "--baseline-prune"]

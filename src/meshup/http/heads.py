@@ -195,6 +195,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head went wrong while an earlier response is being written: answers
+            # must not interleave, so that response ends the connection instead.
+            self.cycle.keep_alive = False
+            return
         request_id = new_request_id()
         body = gateway_body(REQUEST_ERROR, message, request_id)
         head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()]
