@@ -37,3 +37,11 @@ def test_identity_request_bodies_are_the_hand_written_schemas(tmp_path: Path) ->
 def test_the_projects_lookup_needs_credentials(tmp_path: Path) -> None:
     operation = document(tmp_path)["paths"]["/v3/projects"]["get"]
     assert operation["security"] == [{"iamToken": []}, {"akskSignature": []}]
+
+
+def test_readiness_documents_the_database_outage(tmp_path: Path) -> None:
+    responses = document(tmp_path)["paths"]["/readyz"]["get"]["responses"]
+    assert {"200", "503"} == set(responses)
+    assert responses["503"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Status"
+    }

@@ -12,19 +12,28 @@ from starlette.responses import Response
 from meshup.http.envelopes import json_response
 from meshup.http.metrics import CONTENT_TYPE
 from meshup.http.runtime import runtime
-from meshup.http.schemas import GatewayError, ServiceError
+from meshup.http.schemas import GatewayError, ServiceError, Status
 from meshup.iam.schemas import TOKEN_REQUEST_SCHEMAS
 from meshup.meshes.schemas import MeshConfigUpdate
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get(
+    "/healthz", summary="Liveness", responses={200: {"model": Status, "description": '{"status": "ok"}'}}
+)
 async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the database answers")
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers",
+    responses={
+        200: {"model": Status, "description": '{"status": "ready"}'},
+        503: {"model": Status, "description": '{"status": "database unreachable"}'},
+    },
+)
 async def readyz(request: Request) -> Response:
     if await run_in_threadpool(runtime(request).db.ping):  # a slow database must not stall the loop
         return json_response({"status": "ready"})
