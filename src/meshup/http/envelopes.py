@@ -23,10 +23,12 @@ def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 
 def echo(value: object, limit: int = ECHO_CHARS) -> str:
-    """A piece of client input quoted in a message: a short, printable prefix."""
+    """A piece of client input quoted in a message: a short, printable prefix (escapes count)."""
     text = value if isinstance(value, str) else repr(value)
-    clipped = bounded(text, limit)
-    return clipped if clipped.isprintable() else repr(clipped)
+    head = text[:limit]
+    if not head.isprintable():
+        head = head.encode("unicode_escape").decode("ascii")
+    return bounded(head, limit) if len(head) > limit else head + (_ELLIPSIS if len(text) > limit else "")
 
 
 def service_body(code: str, message: str) -> bytes:
