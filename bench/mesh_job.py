@@ -255,7 +255,7 @@ def run(count: int, database_url: str | None, duration: int, connections: int) -
                 "--loop",
                 "uvloop",
                 "--http",
-                "httptools",
+                "meshup.http.heads:BoundedHeadProtocol",  # the protocol meshup serve runs
             ],
             env={**env, "BENCH_BODY_FILE": str(body_file)},
             cwd=ROOT,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ from meshup.drivers.simulated_timing import SimTiming
 from meshup.engine.worker import Engine, EngineConfig, RootFinished, WorkerPool, schedule
 from meshup.errors import AuthenticationFailed, InvalidRequest, MeshupError, MethodNotAllowed, NotFound
 from meshup.http import ops
+from meshup.http.envelopes import echo
 from meshup.http.errors import error_response
 from meshup.http.fastpath import MeshJobFastPath
 from meshup.http.metrics import HttpMetrics
@@ -156,6 +159,22 @@ class RootDispatcher:
             owner(conn, root, payloads, now)
 
 
+@functools.lru_cache(maxsize=64)
+def _template_pattern(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
+
+
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """The ``Allow`` value of a path: what the OpenAPI document lists for its template (GET implies HEAD)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        if _template_pattern(template).fullmatch(path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:
     rt = runtime or build_runtime(settings, clock=clock)
     reader = HotReader(rt.db)
@@ -195,7 +214,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "path", "query"))
+        where = ".".join(
+            echo(str(part)) for part in first.get("loc", ()) if part not in ("body", "path", "query")
+        )
         message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
         return await on_error(request, InvalidRequest(message))
 
@@ -204,9 +225,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
         if exc.status_code == 404:
             return await on_error(request, NotFound("no such resource or API"))
         if exc.status_code == 405:
-            return await on_error(
-                request, MethodNotAllowed(f"method {request.method} is not allowed on this resource")
+            allowed = allowed_methods(app, request.url.path)
+            response = await on_error(
+                request,
+                MethodNotAllowed(
+                    f"method {echo(request.method)} is not allowed on this resource (allowed: {allowed})"
+                ),
             )
+            response.headers["Allow"] = allowed
+            return response
         return await on_error(request, InvalidRequest(str(exc.detail)))
 
     app.add_exception_handler(MeshupError, on_error)

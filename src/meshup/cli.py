@@ -84,10 +84,30 @@ def serve(
         float | None,
         typer.Option(help="Simulated cluster time factor: 0 instant, 1 real time (env MESHUP_SIM_SPEED)."),
     ] = None,
+    max_header_line_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="Longest request line or header line, else 414/431 (default 8192; env MESHUP_MAX_HEADER_LINE_BYTES)."
+        ),
+    ] = None,
+    max_header_bytes: Annotated[
+        int | None,
+        typer.Option(help="Largest request head, else 431 (default 32768; env MESHUP_MAX_HEADER_BYTES)."),
+    ] = None,
+    max_headers: Annotated[
+        int | None, typer.Option(help="Most header lines, else 431 (default 100; env MESHUP_MAX_HEADERS).")
+    ] = None,
+    head_timeout_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Time for a request head to arrive, else the connection closes (default 15; env MESHUP_HEAD_TIMEOUT_SECONDS)."
+        ),
+    ] = None,
 ) -> None:
     """Run the API server with embedded workers (SQLite and simulated clusters by default)."""
     from meshup.app import build_runtime, create_app, key_file_for
     from meshup.bootstrap import create_demo_if_empty, write_credentials_file
+    from meshup.http.heads import HeadLimits, bounded_protocol
     from meshup.iam.secrets import MasterKeyError
     from meshup.seed.apply import apply_seed
     from meshup.seed.schema import SeedError, load_seed
@@ -102,6 +122,10 @@ def serve(
         log_level=log_level,
         workers=0 if no_worker else workers,
         sim_speed=sim_speed,
+        max_header_line_bytes=max_header_line_bytes,
+        max_header_bytes=max_header_bytes,
+        max_headers=max_headers,
+        head_timeout_seconds=head_timeout_seconds,
     )
     _configure_logging(settings.log_level)
     parsed_seed = None
@@ -142,10 +166,17 @@ def serve(
             err=True,
         )
     typer.echo(f"meshup {__version__} listening on {settings.advertised_url}", err=True)
+    limits = HeadLimits(
+        max_line_bytes=settings.max_header_line_bytes,
+        max_head_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        timeout=settings.head_timeout_seconds,
+    )
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
+        http=bounded_protocol(limits, metrics=rt.metrics, access_log=settings.access_log),
         log_level="warning",
         access_log=False,
         server_header=False,

@@ -35,6 +35,18 @@ class Settings:
     workers: int = 2  # engine worker threads in this process; 0 = none (API only)
     sim_speed: float = 1.0  # simulated-cluster time factor: 0 = instant, 0.5 = twice as fast
     lease_seconds: float = 30.0
+    # Request heads, as an API gateway bounds them: a longer line, a larger head or more header
+    # lines are refused (414/431), and a head not complete within the timeout closes the connection.
+    max_header_line_bytes: int = 8 * 1024
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    head_timeout_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_header_line_bytes", "max_header_bytes", "max_headers", "head_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                flag, variable = name.replace("_", "-"), f"MESHUP_{name.upper()}"
+                raise ValueError(f"--{flag} / {variable} must be positive")
 
     @property
     def advertised_url(self) -> str:
@@ -92,6 +104,10 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         "MESHUP_WORKERS": ("workers", int),
         "MESHUP_SIM_SPEED": ("sim_speed", float),
         "MESHUP_LEASE_SECONDS": ("lease_seconds", float),
+        "MESHUP_MAX_HEADER_LINE_BYTES": ("max_header_line_bytes", int),
+        "MESHUP_MAX_HEADER_BYTES": ("max_header_bytes", int),
+        "MESHUP_MAX_HEADERS": ("max_headers", int),
+        "MESHUP_HEAD_TIMEOUT_SECONDS": ("head_timeout_seconds", float),
     }
     for variable, (name, convert) in simple.items():
         raw = env.get(variable)

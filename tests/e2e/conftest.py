@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import backends
+from tests.support.conformance import ResponseChecker
 from tests.support.databases import database_url
 from tests.support.server import ServerProcess, start_server
 
@@ -52,3 +53,14 @@ def server(
             yield process
         finally:
             process.stop()
+
+
+@pytest.fixture(autouse=True)
+def documented_responses() -> Iterator[ResponseChecker]:
+    """Every response of every end-to-end test must match the served OpenAPI document."""
+    checker = ResponseChecker()
+    with checker.instrumented():
+        yield checker
+    assert not checker.problems, "responses that differ from the OpenAPI document:\n" + "\n".join(
+        checker.problems
+    )

@@ -5,8 +5,9 @@ hang, never a secret. Requests go out as exact bytes over a raw socket (httpx wo
 paths, refuse bad header bytes and add headers of its own); httpx is used only where a real client
 library's behaviour is the point (large uploads).
 
-The one thing allowed to answer outside the envelopes is uvicorn itself, which rejects unparseable
-HTTP before the application sees it (``400 Invalid HTTP request received.``, no request id).
+Requests the gateway layer refuses before the application sees them (unparseable HTTP, a request
+line or header line over 8 KiB, more than 100 headers, a head over 32 KiB) are answered in the
+gateway envelope with ``APIGW.0201`` and 400, 414 or 431, with a request id like every answer.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from tests.support.server import ServerProcess
 pytestmark = pytest.mark.e2e
 
 GATEWAY_PREFIX = "Incorrect IAM authentication information: "
-UVICORN_REJECTION = b"Invalid HTTP request received."
+HEAD_REFUSALS = {400: "API request error.", 414: "Request URI too large.", 431: "Request headers too large."}
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 SERVICE_CODE = re.compile(r"ASM\.\d{8}")
 TIMEOUT = 10.0  # seconds: any exchange slower than this is a hang
@@ -96,9 +97,15 @@ class Reply:
         return json.loads(self.body)
 
     @property
-    def from_uvicorn(self) -> bool:
-        """Rejected by the HTTP parser before the application saw the request."""
-        return self.status == 400 and self.body == UVICORN_REJECTION and "x-request-id" not in self.headers
+    def refused_head(self) -> bool:
+        """Refused at the gateway layer (unparseable or oversized) before the application saw it."""
+        if self.status not in HEAD_REFUSALS or "x-request-id" not in self.headers:
+            return False
+        try:
+            document = self.json()
+        except ValueError:
+            return False
+        return isinstance(document, dict) and document.get("error_code") == "APIGW.0201"
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -207,13 +214,11 @@ def raw_request(
 
 
 def check_reply(reply: Reply, *, is_head: bool = False) -> str:
-    """The universal rules; returns which envelope the body is (or "uvicorn", "success", "head")."""
+    """The universal rules; returns which envelope the body is (or "refused", "success", "head")."""
     assert reply.status < 500, f"server error {reply.status}: {reply.body[:500]!r}"
     for secret in SEED_SECRETS:
         assert secret not in reply.body, "a secret from the seed file leaked into a response"
     assert b"Signature=" not in reply.body
-    if reply.from_uvicorn:
-        return "uvicorn"
     request_id = reply.headers.get("x-request-id")
     assert request_id is not None and REQUEST_ID.fullmatch(request_id), reply.headers
     if is_head:
@@ -224,6 +229,11 @@ def check_reply(reply: Reply, *, is_head: bool = False) -> str:
         return "success"
     assert isinstance(document, dict), document
     if set(document) == {"error_code", "error_msg", "request_id"}:
+        assert document["request_id"] == request_id
+        if document["error_code"] == "APIGW.0201":
+            assert document["error_msg"] == HEAD_REFUSALS[reply.status], (reply.status, document)
+            assert reply.headers.get("connection") == "close"
+            return "refused"
         assert reply.status == 401
         assert document["error_code"] in ("APIGW.0301", "APIGW.0307")
         assert document["error_msg"].startswith(GATEWAY_PREFIX)
@@ -393,8 +403,8 @@ AUTHORIZATION_GARBAGE: list[tuple[str, bytes, str]] = [
     ),
     ("bearer", b"Bearer eyJhbGciOiJub25lIn0.e30.", "unsupported"),
     ("basic", b"Basic YWRtaW46YWRtaW4=", "unsupported"),
-    ("100 KB", b"SDK-HMAC-SHA256 Access=" + b"A" * 100_000, "too long"),
-    ("100 KB of commas", b"SDK-HMAC-SHA256 " + b"," * 100_000, "too long"),
+    ("6 KB", b"SDK-HMAC-SHA256 Access=" + b"A" * 6000, "too long"),
+    ("6 KB of commas", b"SDK-HMAC-SHA256 " + b"," * 6000, "too long"),
     ("4 KB of commas", b"SDK-HMAC-SHA256 " + b"," * 4000, "malformed"),
     (
         "duplicated Access",
@@ -607,7 +617,7 @@ def test_no_credentials_at_all(server: ServerProcess) -> None:
         pytest.param(b"MU1..", id="empty-parts"),
         pytest.param(b"MU1.=====.=====", id="padding"),
         pytest.param(b"MU1." + b"A" * 3000 + b".AAAA", id="over-max-length"),
-        pytest.param(b"A" * 65536, id="64KB"),
+        pytest.param(b"A" * 7000, id="7KB"),
         pytest.param(b"MU1." + b"\xff\xfe\x80" * 10, id="not-UTF-8"),
         pytest.param("MU1.äöü.ß".encode(), id="UTF-8-non-ASCII"),
         pytest.param(b"MU1.eyJ1IjoieCJ9.AAAA", id="short-mac"),
@@ -675,7 +685,7 @@ def test_forged_tokens(server: ServerProcess, alice: Login) -> None:
             server, "GET", "/v3/auth/tokens", [*check, (b"X-Subject-Token", subject.encode("latin-1"))]
         )
         expect_keystone(reply, 404)
-    for caller in (expired, "garbage", "\xfe" * 100, "A" * 65536):
+    for caller in (expired, "garbage", "\xfe" * 100, "A" * 7000):
         reply = raw_request(
             server,
             "GET",
@@ -686,7 +696,7 @@ def test_forged_tokens(server: ServerProcess, alice: Login) -> None:
 
 
 def test_token_for_another_project_is_a_service_401(server: ServerProcess, alice: Login) -> None:
-    for project in (EU_PROJECT, OTHER_PROJECT, "%7Bproject_id%7D", "x" * 10_000):
+    for project in (EU_PROJECT, OTHER_PROJECT, "%7Bproject_id%7D", "x" * 7000):
         reply = with_token(server, alice.token, f"/v1/{project}/mesh-job/{EU_JOB}")
         message = expect_service(reply, 401, "ASM.01000001", "scoped to another project")
         assert len(message) < 300
@@ -803,8 +813,8 @@ def test_trailing_slash_is_the_same_resource(server: ServerProcess) -> None:
         pytest.param("'%20OR%20'1'='1", 404, "ASM.01010002", id="sql"),
         pytest.param("%25%25%25", 404, "ASM.01010002", id="encoded-percent"),
         pytest.param("%zz%2", 404, "ASM.01010002", id="broken-escapes"),
-        pytest.param("a" * 10_240, 404, "ASM.01010002", id="10KB"),
-        pytest.param("%41" * 3000, 404, "ASM.01010002", id="9KB-encoded"),
+        pytest.param("a" * 7000, 404, "ASM.01010002", id="7KB"),
+        pytest.param("%41" * 2600, 404, "ASM.01010002", id="7.8KB-encoded"),
         pytest.param(PAY_JOB.upper(), 404, "ASM.01010002", id="upper-case-uuid"),
         pytest.param(f"{PAY_JOB};x=1", 404, "ASM.01010002", id="matrix-param"),
         pytest.param(MISSING_JOB, 404, "ASM.01010002", id="missing"),
@@ -827,7 +837,7 @@ def test_hostile_projects_with_valid_signatures(server: ServerProcess) -> None:
         PROJECT.upper(),
         f"{PROJECT}%00",
         "%FF" * 10,
-        "p" * 10_000,
+        "p" * 7000,
         "%E2%80%AE" + PROJECT,  # right-to-left override
     ):
         target = f"/v1/{project}/mesh-job/{PAY_JOB}"
@@ -881,13 +891,13 @@ def test_wrong_methods_are_405_in_the_layer_envelope(server: ServerProcess, meth
     if method != "POST":
         expect_keystone(raw_request(server, method, "/v3/auth/tokens", content, body), 405, method)
     head = raw_request(server, "HEAD", JOB_PATH)
-    assert head.status in (401, 405) and check_reply(head, is_head=True) in ("head", "uvicorn")
+    assert head.status in (401, 405) and check_reply(head, is_head=True) == "head"
 
 
 def test_unknown_methods_never_reach_a_500(server: ServerProcess) -> None:
     for method in (b"FOO", b"get", b"G\xffT", b"CONNECT", b"PROPFIND", b"M-SEARCH", b"GET" * 100):
         reply = raw_request(server, method, JOB_PATH)
-        assert reply.from_uvicorn or reply.status in (401, 404, 405), (method, reply)
+        assert reply.refused_head or reply.status in (401, 404, 405), (method, reply)
 
 
 @pytest.mark.parametrize(
@@ -927,19 +937,55 @@ def test_raw_bytes_the_http_parser_refuses(server: ServerProcess) -> None:
         b"/" + b"a" * 1_000_000,
     ):
         reply = raw_request(server, "GET", target)
-        assert reply.from_uvicorn or reply.status in (401, 404), (target[:80], reply)
+        assert reply.refused_head or reply.status in (401, 404), (target[:80], reply)
     for header in (b"X-Auth-Token: a\x00b", b"X-Auth-Token: a\x01\x7f", b"Bad Name: x", b": empty-name"):
         name, _, value = header.partition(b": ")
         reply = raw_request(server, "GET", JOB_PATH, [(name, value)])
-        assert reply.from_uvicorn or reply.status == 401, (header, reply)
+        assert reply.refused_head or reply.status == 401, (header, reply)
 
 
 def test_odd_host_headers(server: ServerProcess) -> None:
     for host in (b"[", b"[::1", b"a b", b"\xff\xfe", b"example.com:99999999", b"h:abc", b"x" * 5000):
         reply = raw_request(server, "GET", JOB_PATH, [(b"Host", host)], host=False)
-        assert reply.from_uvicorn or check_reply(reply) == "gateway", (host, reply)
+        assert reply.refused_head or check_reply(reply) == "gateway", (host, reply)
         reply = raw_request(server, "GET", "/v3/nope", [(b"Host", host)], host=False)
-        assert reply.from_uvicorn or check_reply(reply) == "keystone", (host, reply)
+        assert reply.refused_head or check_reply(reply) == "keystone", (host, reply)
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "status"),
+    [
+        pytest.param(
+            JOB_PATH,
+            [(b"Authorization", b"SDK-HMAC-SHA256 Access=" + b"A" * 100_000)],
+            431,
+            id="100KB-authorization",
+        ),
+        pytest.param(
+            JOB_PATH, [(b"Authorization", b"SDK-HMAC-SHA256 " + b"," * 100_000)], 431, id="100KB-of-commas"
+        ),
+        pytest.param(JOB_PATH, [(b"X-Auth-Token", b"A" * 65536)], 431, id="64KB-token"),
+        pytest.param(
+            "/v3/auth/tokens",
+            [(b"X-Auth-Token", b"A" * 65536), (b"X-Subject-Token", b"x")],
+            431,
+            id="64KB-caller-token",
+        ),
+        pytest.param(JOB_PATH, [(f"X-H{n}".encode(), b"1") for n in range(150)], 431, id="150-headers"),
+        pytest.param(f"/v1/{'x' * 10_000}/mesh-job/{EU_JOB}", [], 414, id="10KB-project"),
+        pytest.param(f"/v1/{PROJECT}/mesh-job/{'a' * 10_240}", [], 414, id="10KB-job-id"),
+        pytest.param(f"/v1/{PROJECT}/mesh-job/{'%41' * 3000}", [], 414, id="9KB-encoded-job-id"),
+        pytest.param(f"/v1/{PROJECT}/mesh-upgrade/{'x' * 10_240}", [], 414, id="10KB-task-id"),
+    ],
+)
+def test_oversized_heads_are_refused_before_the_application(
+    server: ServerProcess, target: str, headers: list[tuple[bytes, bytes]], status: int
+) -> None:
+    for credentials in ([], signed_headers(server, "GET", JOB_PATH)):
+        reply = raw_request(server, "GET", target, [*credentials, *headers])
+        assert check_reply(reply) == "refused", (reply.status, reply.body[:200])
+        assert reply.status == status
+        assert len(reply.body) < 200  # nothing of the input comes back
 
 
 def test_request_ids_are_unique(server: ServerProcess) -> None:
@@ -1175,7 +1221,7 @@ def signed_send(
         "%00",
         "%FF%FE",
         "%E2%9C%93",
-        "x" * 10_240,
+        "x" * 7000,
         "'%20OR%20'1'='1",
         "%2E%2E",
         "a%20b%22c",
@@ -1370,7 +1416,7 @@ def test_fuzz_signed_paths_get_past_authentication(
     target = f"/v1/{PROJECT}/{resource}/{job}" + ("/" if slash else "") + (f"?{query}" if query else "")
     reply = raw_request(server, method, target, signed_headers(server, method, target))
     kind = check_reply(reply)
-    if kind == "uvicorn":
+    if kind == "refused":
         return
     assert kind in ("service", "success"), (target, reply)
     if kind == "success":

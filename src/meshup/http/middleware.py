@@ -13,16 +13,37 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from meshup.http.envelopes import keystone_body, service_body
 from meshup.http.metrics import HttpMetrics
 
 access_logger = logging.getLogger("meshup.access")
 error_logger = logging.getLogger("meshup.error")
 
-_INTERNAL = orjson.dumps({"errorCode": "ASM.01040001", "errorMsg": "internal error"})
+_INTERNAL = service_body("ASM.01040001", "internal error")
 # The identity endpoints answer every error in Keystone's shape (auth.md §2), even this one.
-_INTERNAL_KEYSTONE = orjson.dumps(
-    {"error": {"code": 500, "title": "Internal Server Error", "message": "internal error"}}
-)
+_INTERNAL_KEYSTONE = keystone_body(500, "internal error")
+
+
+def new_request_id() -> str:
+    # Unique, not secret: the module generator (reseeded in forked children) needs no system call.
+    return f"{random.getrandbits(128):032x}"
+
+
+def log_access(request_id: str, principal: str, method: str, route: str, status: int, elapsed: float) -> None:
+    """The access log line of one request (the same shape for every request, refused ones too)."""
+    access_logger.info(
+        "%s",
+        orjson.dumps(
+            {
+                "requestId": request_id,
+                "principal": principal,
+                "method": method,
+                "route": route,
+                "status": status,
+                "durationMs": round(elapsed * 1000, 3),
+            }
+        ).decode(),
+    )
 
 
 class RequestContextMiddleware:
@@ -36,8 +57,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        # Unique, not secret: the module generator (reseeded in forked children) needs no system call.
-        request_id = f"{random.getrandbits(128):032x}"
+        request_id = new_request_id()
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         path: str = scope["path"]
@@ -77,16 +97,6 @@ class RequestContextMiddleware:
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(template).observe(elapsed)
             if self.access_log:
-                access_logger.info(
-                    "%s",
-                    orjson.dumps(
-                        {
-                            "requestId": request_id,
-                            "principal": state.get("principal", "-"),
-                            "method": scope["method"],
-                            "route": template,
-                            "status": status,
-                            "durationMs": round(elapsed * 1000, 3),
-                        }
-                    ).decode(),
+                log_access(
+                    request_id, state.get("principal", "-"), scope["method"], template, status, elapsed
                 )

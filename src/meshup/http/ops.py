@@ -14,25 +14,44 @@ from meshup.http.envelopes import json_response
 from meshup.http.handlers import DOCUMENTED_BODIES
 from meshup.http.metrics import CONTENT_TYPE
 from meshup.http.runtime import runtime
-from meshup.http.schemas import GatewayError, ServiceError
-from meshup.iam.schemas import TokenRequest
+from meshup.http.schemas import GatewayError, ServiceError, Status
+from meshup.iam.schemas import TOKEN_REQUEST_SCHEMAS
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get(
+    "/healthz", summary="Liveness", responses={200: {"model": Status, "description": '{"status": "ok"}'}}
+)
 async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the database answers")
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers",
+    responses={
+        200: {"model": Status, "description": '{"status": "ready"}'},
+        503: {"model": Status, "description": '{"status": "database unreachable"}'},
+    },
+)
 async def readyz(request: Request) -> Response:
     if await run_in_threadpool(runtime(request).db.ping):  # a slow database must not stall the loop
         return json_response({"status": "ready"})
     return json_response({"status": "database unreachable"}, 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE)
 
@@ -49,7 +68,8 @@ def install_openapi(app: FastAPI) -> None:
         components = document.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
         schemas["GatewayError"] = GatewayError.model_json_schema()
-        bodies: list[type[BaseModel]] = [TokenRequest, *DOCUMENTED_BODIES]
+        schemas.update(TOKEN_REQUEST_SCHEMAS)
+        bodies: list[type[BaseModel]] = list(DOCUMENTED_BODIES)
         for model in bodies:
             for name, definition in (
                 model.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}).items()
@@ -75,9 +95,11 @@ def install_openapi(app: FastAPI) -> None:
                 # FastAPI documents a 422 of its own; this server answers invalid input with 400
                 # in the API's envelope (app.py), which routes declare with error_responses(400).
                 operation.get("responses", {}).pop("422", None)
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/") or path == "/v3/projects":
                 for operation in operations.values():
                     operation["security"] = [{"iamToken": []}, {"akskSignature": []}]
+        # Validating a token takes the caller's own token (X-Auth-Token) besides the subject.
+        document["paths"]["/v3/auth/tokens"]["get"]["security"] = [{"iamToken": []}]
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         app.openapi_schema = document

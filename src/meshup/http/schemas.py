@@ -12,6 +12,10 @@ class ServiceError(BaseModel):
     errorMsg: str
 
 
+class Status(BaseModel):
+    status: str
+
+
 class GatewayError(BaseModel):
     error_code: str
     error_msg: str

@@ -81,8 +81,19 @@ async def create_token(request: Request) -> Response:
     summary="Validate a token (X-Auth-Token: the caller, X-Subject-Token: the token to check)",
     responses={
         200: {"model": TokenResponse, "description": "The token is valid."},
+        **_keystone(400, "X-Subject-Token is missing"),
         **_keystone(401, "The caller's token is not valid"),
         **_keystone(404, "The subject token is not valid"),
+    },
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "X-Subject-Token",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+            }
+        ]
     },
 )
 async def check_token(request: Request) -> Response:
