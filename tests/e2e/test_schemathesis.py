@@ -31,6 +31,8 @@ from tests.support.server import ServerProcess, start_server
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = int(os.environ.get("MESHUP_SCHEMATHESIS_EXAMPLES", "8"))
+# The seed's enterprise projects: a mesh body naming another one is refused by data, not schema.
+ENTERPRISE_PROJECTS = ("7c1e0b2a-0000-4000-8000-000000000001", "7c1e0b2a-0000-4000-8000-000000000002")
 SEED_NUMBER = int(os.environ.get("MESHUP_SCHEMATHESIS_SEED", "20261130"))
 BASELINES = Path(__file__).with_name("schemathesis-baseline")
 SHOP_MESH = "9b2f4c1e-0000-4000-8000-000000000002"
@@ -93,6 +95,7 @@ def schemathesis(
         **os.environ,
         "PYTHONPATH": str(REPO),
         "SCHEMATHESIS_HOOKS": "tests.support.fuzz_hooks",
+        "MESHUP_FUZZ_ENTERPRISE_PROJECTS": ",".join(["0", *ENTERPRISE_PROJECTS]),
         **(env or {}),
     }
     done = subprocess.run(
