@@ -116,7 +116,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, db: Databas
         metrics=HttpMetrics(),
         identity=identity,
         login=login,
-        jobs=JobService(identity),
+        jobs=JobService(identity, HotReader(db)),
         upgrades=upgrades,
         meshes=meshes,
         engine=engine,
@@ -146,7 +146,6 @@ def simulated_driver_factory(timing: SimTiming) -> DriverFactory:
 
 def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:
     rt = runtime or build_runtime(settings, clock=clock)
-    reader = HotReader(rt.db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -159,7 +158,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
             if pool is not None:
                 # Drain: stop claiming, let steps in flight record their outcome.
                 await run_in_threadpool(pool.stop)
-            await reader.close()
+            await rt.jobs.reader.close()
             rt.db.dispose()
 
     app = FastAPI(
@@ -211,5 +210,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     ops.install_openapi(app)
     # Outermost: request ids, metrics and the access log for everything, the fast path included.
     return RequestContextMiddleware(
-        MeshJobFastPath(app, rt, reader), metrics=rt.metrics, access_log=settings.access_log
+        MeshJobFastPath(app, rt), metrics=rt.metrics, access_log=settings.access_log
     )
