@@ -1,9 +1,9 @@
 """The one place where instants become wire strings and back.
 
 Wire timestamps are RFC 3339 UTC with second precision (contract §1). ``rfc3339`` is the
-definition; the mesh-job read formats stored times without building datetimes, through
-``rfc3339_of_sqlite_text`` (SQLite's stored text) and ``postgres_rfc3339`` (SQL for PostgreSQL),
-and tests hold both to ``rfc3339`` for random instants.
+definition. The mesh-job read formats every timestamp of a tree on each poll without building
+datetimes: ``rfc3339_of_sqlite_text`` cuts SQLite's stored text, ``postgres_rfc3339`` is SQL for
+PostgreSQL; tests hold both to ``rfc3339`` for random instants.
 """
 
 from __future__ import annotations
@@ -27,14 +27,16 @@ def rfc3339(instant: datetime | None) -> str:
 
 
 def rfc3339_of_sqlite_text(stored: str | None) -> str:
-    """``rfc3339`` of a UTC instant as SQLite holds it (``YYYY-MM-DD HH:MM:SS[.ffffff]``): a cut,
-    because the mesh-job read formats every timestamp of a tree on each poll."""
+    """``rfc3339`` of a UTC instant as SQLite holds it (``YYYY-MM-DD HH:MM:SS.ffffff`` text).
+
+    A cut in Python: cheaper than SQLite's string functions, and exact, unlike SQLite's
+    ``strftime``, which works in milliseconds and would round 10:00:05.9996 up to :06."""
     return f"{stored[:10]}T{stored[11:19]}Z" if stored else ""
 
 
 def postgres_rfc3339(column: str) -> str:
-    """SQL that formats a ``timestamptz`` column as ``rfc3339`` does (NULL stays NULL)."""
-    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    """SQL for PostgreSQL that formats a ``timestamptz`` column as ``rfc3339`` does ("" for NULL)."""
+    return f"COALESCE(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
 
 
 def keystone_time(instant: datetime) -> str:

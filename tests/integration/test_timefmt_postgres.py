@@ -40,6 +40,6 @@ def test_postgres_formatting_equals_rfc3339(conn: psycopg.Connection[Any], insta
     assert row is not None and row[0] == rfc3339(instant)
 
 
-def test_postgres_formatting_keeps_null(conn: psycopg.Connection[Any]) -> None:
+def test_postgres_formatting_of_null_is_empty(conn: psycopg.Connection[Any]) -> None:
     row = conn.execute("SELECT " + postgres_rfc3339("NULL::timestamptz")).fetchone()
-    assert row is not None and row[0] is None
+    assert row is not None and row[0] == "" == rfc3339(None)

@@ -1,4 +1,4 @@
-"""The fast timestamp paths of the mesh-job read say what ``rfc3339`` says."""
+"""``rfc3339``, and the cut of SQLite's stored text that the mesh-job read uses instead."""
 
 from __future__ import annotations
 
@@ -31,8 +31,13 @@ def test_sqlite_text_cut_equals_rfc3339(instant: datetime) -> None:
     assert rfc3339_of_sqlite_text(stored_by_sqlite(instant)) == rfc3339(instant)
 
 
+def test_sqlite_text_cut_truncates_like_rfc3339() -> None:
+    almost = datetime(2026, 11, 27, 10, 0, 5, 999_900, tzinfo=UTC)
+    assert rfc3339_of_sqlite_text(stored_by_sqlite(almost)) == rfc3339(almost) == "2026-11-27T10:00:05Z"
+
+
 def test_missing_instants_are_empty() -> None:
-    assert rfc3339(None) == "" == rfc3339_of_sqlite_text(None) == rfc3339_of_sqlite_text("")
+    assert rfc3339(None) == "" == rfc3339_of_sqlite_text(None)
 
 
 @given(instants)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meshup.http.errors import error_response
@@ -39,16 +38,19 @@ class MeshJobFastPath:
             match = MESH_JOB.fullmatch(scope["path"])
             if match is not None:
                 scope["route"] = _ROUTE
-                response = await self.answer(scope, match.group(1), match.group(2))
-                await response(scope, receive, send)
+                await self.answer(scope, receive, send, match.group(1), match.group(2))
                 return
         await self.app(scope, receive, send)
 
-    async def answer(self, scope: Scope, project_id: str, job_id: str) -> Response:
+    async def answer(self, scope: Scope, receive: Receive, send: Send, project_id: str, job_id: str) -> None:
         try:
             body = await read_mesh_job(self.rt, scope, project_id, job_id)
         except Exception as exc:  # mapped as the framework's handlers map it (http.errors)
-            return error_response(
+            response = error_response(
                 exc, path=scope["path"], request_id=request_id(scope), metrics=self.rt.metrics
             )
-        return Response(body, media_type="application/json")
+            await response(scope, receive, send)
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ WHERE t.id = {param}
 """
 _TIMES = ("created", "updated", "started", "completed")
 
-# SQLite keeps UTC instants as text, cut to RFC 3339 in Python; PostgreSQL formats them itself.
+# PostgreSQL formats the timestamps itself (its rows are WireNodes as they come); SQLite's text is
+# cut in Python, which is cheaper than SQLite's string functions.
 SQLITE_TREE = _TREE.format(param="?", **{key: f"n.{key}_at" for key in _TIMES})
 POSTGRES_TREE = _TREE.format(param="%s", **{key: postgres_rfc3339(f"n.{key}_at") for key in _TIMES})
 EPOCH_SQL = "SELECT value FROM epochs WHERE name = 'iam'"
@@ -68,31 +70,19 @@ def _tags(raw: Any) -> list[tuple[str, str]]:
     return [(str(tag["key"]), str(tag.get("value", ""))) for tag in data]
 
 
-def _as_is(formatted: str | None) -> str:
-    return formatted or ""
-
-
-def _bundle(rows: list[Any], time: Callable[[Any], str]) -> JobBundle | None:
+def _bundle(rows: list[Any], nodes: list[WireNode]) -> JobBundle | None:
     if not rows:
         return None
     first = rows[0]
-    nodes = [
-        WireNode(
-            r[4],
-            r[5],
-            r[6],
-            r[7],
-            r[8] or "",
-            r[9],
-            r[10] or "",
-            time(r[11]),
-            time(r[12]),
-            time(r[13]),
-            time(r[14]),
-        )
+    return JobBundle(first[0], first[1], first[2], _tags(first[3]), nodes)
+
+
+def _sqlite_nodes(rows: list[Any]) -> list[WireNode]:
+    cut = rfc3339_of_sqlite_text
+    return [
+        WireNode(r[4], r[5], r[6], r[7], r[8], r[9], r[10], cut(r[11]), cut(r[12]), cut(r[13]), cut(r[14]))
         for r in rows
     ]
-    return JobBundle(first[0], first[1], first[2], _tags(first[3]), nodes)
 
 
 def _epoch(row: Any) -> int:
@@ -119,8 +109,10 @@ class HotReader:
     async def bundle(self, job_id: str) -> JobBundle | None:
         """The tree of ``job_id`` with its mesh; None when no such job (or mesh) is stored."""
         if self.db.is_sqlite:
-            return _bundle(self._sqlite(SQLITE_TREE, (job_id,)), rfc3339_of_sqlite_text)
-        return _bundle(await self._postgres(POSTGRES_TREE, (job_id,)), _as_is)
+            rows = self._sqlite(SQLITE_TREE, (job_id,))
+            return _bundle(rows, _sqlite_nodes(rows))
+        rows = await self._postgres(POSTGRES_TREE, (job_id,))
+        return _bundle(rows, [WireNode(*row[4:]) for row in rows])
 
     async def off_loop(self, read: Callable[[Connection], T]) -> T:
         """Run a read of the ordinary kind (SQLAlchemy, blocking) in a thread."""
@@ -132,12 +124,7 @@ class HotReader:
 
     def _sqlite(self, sql: str, params: tuple[str, ...]) -> list[Any]:
         try:
-            cursor = self._connection().cursor()
-            try:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
+            return self._connection().execute(sql, params).fetchall()
         except (DBAPIError, self.db.driver_errors) as exc:
             self._discard()
             raise Unavailable(_UNAVAILABLE) from exc
@@ -178,17 +165,20 @@ class HotReader:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's own connection (the driver's, past the pool's proxy, which costs time)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self.db.read_engine.raw_connection()
-            self._local.conn = conn
+            pooled = self.db.read_engine.raw_connection()
+            conn = pooled.driver_connection
+            assert isinstance(conn, sqlite3.Connection)
+            self._local.pooled, self._local.conn = pooled, conn
         return conn
 
     def _discard(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
+        pooled = getattr(self._local, "pooled", None)
+        self._local.pooled = self._local.conn = None
+        if pooled is not None:
             # The connection is broken; dropping it is all that is left to do.
             with contextlib.suppress(Exception):
-                conn.invalidate()
+                pooled.invalidate()
