@@ -7,7 +7,9 @@ process see IAM changes at its next request; the bytes are the pydantic model's 
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from pathlib import Path
@@ -246,3 +248,11 @@ def test_the_framework_route_answers_as_the_fast_entry(flow: Flow) -> None:
     routed = get_all(framework, requests)
     assert [r.status_code for r in fast] == [200, 404, 403]
     assert [(r.status_code, r.content) for r in routed] == [(r.status_code, r.content) for r in fast]
+
+
+def test_credential_reads_run_off_the_event_loop(flow: Flow) -> None:
+    async def where() -> tuple[int, int]:
+        return threading.get_ident(), await flow.rt.jobs.reader.off_loop(lambda _conn: threading.get_ident())
+
+    loop_thread, read_thread = asyncio.run(where())
+    assert loop_thread != read_thread

@@ -6,10 +6,11 @@ credential caches can be trusted) and, once the caller is known, the mesh and ev
 job's tree with timestamps already formatted (``meshup.timefmt``). Connections run in autocommit
 mode, so each statement is its own snapshot.
 
-SQLite is read inline on the event loop: a local WAL read of a few rows takes a few microseconds,
-less than a hand-off to a thread (see bench/hot_read.py). PostgreSQL is read through a small pool
-of asynchronous connections, so the event loop serves other requests while a query is on the wire.
-Whatever is not on the hot path (a credential this process has not cached) runs in a thread.
+SQLite is read inline on the event loop: both reads of a 5-node tree cost about 30 µs of CPU
+and never wait (WAL readers take no lock), while a hand-off to a thread alone costs about 50 µs
+(bench/hot_read.py). PostgreSQL is read through a small pool of asynchronous connections, so the
+event loop serves other requests while a query is on the wire. Whatever is not on the hot path
+(a credential this process has not cached) is read in a thread, on either database.
 """
 
 from __future__ import annotations
