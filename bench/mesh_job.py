@@ -256,7 +256,8 @@ def databases(base_url: str | None, work: Path, count: int) -> Iterator[list[str
 
     admin = make_url(base_url)
     dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    names = [f"{admin.database}_{i}" for i in range(count)]
+    suffix = uuid.uuid4().hex[:8]
+    names = [f"{admin.database}_bench_{suffix}_{i}" for i in range(count)]
     with psycopg.connect(dsn, autocommit=True) as conn:
         for name in names:
             conn.execute(f'CREATE DATABASE "{name}"')

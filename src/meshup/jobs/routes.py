@@ -21,8 +21,9 @@ ROUTE = "/v1/{project_id}/mesh-job/{job_id}"
 
 
 async def read_mesh_job(rt: Runtime, scope: Scope, project_id: str, job_id: str) -> bytes:
-    """Authenticate once (nothing is read for a request without valid credentials; then only the
-    IAM epoch, and a credential this process has not cached), then read the tree."""
+    """Authenticate once, then read the tree. A request without credentials, a malformed one or
+    a bad token reads nothing; others read the IAM epoch and, if this process has not cached it,
+    the credential."""
     request = incoming_without_body(scope)
     credential = rt.identity.presented(request)
     reader = rt.jobs.reader

@@ -3,8 +3,8 @@
 This is the request every client polls, so it skips the ORM layers (the rest of meshup uses
 SQLAlchemy Core) and asks two things: the IAM epoch (before authentication, so this process's
 credential caches can be trusted) and, once the caller is known, the mesh and every node of the
-job's tree with timestamps already formatted (``meshup.timefmt``). Connections run in autocommit
-mode, so each statement is its own snapshot.
+job's tree, with timestamps formatted without building datetimes (``meshup.timefmt``).
+Connections run in autocommit mode, so each statement is its own snapshot.
 
 SQLite is read inline on the event loop: both reads of a 5-node tree cost about 30 µs of CPU
 and never wait (WAL readers take no lock), while a hand-off to a thread alone costs about 50 µs
