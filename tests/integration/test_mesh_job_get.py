@@ -25,7 +25,10 @@ from meshup.jobs.model import JobNode, assemble
 from meshup.jobs.schemas import JobMetadata, JobSpec, JobStatus, MeshJob
 from meshup.seed.apply import apply_seed
 from meshup.seed.schema import parse_seed
+from meshup.store import identity as identity_store
 from meshup.store import jobs as job_store
+from meshup.store.db import Database
+from meshup.store.hot import HotReader
 from meshup.timefmt import rfc3339
 from tests.support.asgi import BASE_URL, run_served
 from tests.support.databases import database_url
@@ -256,3 +259,38 @@ def test_credential_reads_run_off_the_event_loop(flow: Flow) -> None:
 
     loop_thread, read_thread = asyncio.run(where())
     assert loop_thread != read_thread
+
+
+@pytest.mark.postgres
+def test_postgres_epoch_reads_are_shared_only_by_requests_that_came_before_the_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with database_url("postgres", tmp_path) as url:
+        database = Database(url)
+        database.migrate()
+        reader = HotReader(database)
+        queries = Counted(monkeypatch, reader, "_postgres")
+
+        def bump() -> None:
+            with database.write() as conn:
+                identity_store.bump_epoch(conn, identity_store.IAM_EPOCH)
+
+        async def scenario() -> tuple[list[int], int, int]:
+            together = await asyncio.gather(*(reader.epoch() for _ in range(5)))
+            shared_queries = queries.take()
+            first = asyncio.create_task(reader.epoch())
+            while queries.calls == 0:  # until its query is on its way
+                await asyncio.sleep(0)
+            await asyncio.to_thread(bump)  # committed after the first query was sent ...
+            later = await reader.epoch()  # ... so a request arriving now needs a query of its own
+            await first
+            await reader.close()
+            return together, shared_queries, later
+
+        try:
+            together, shared_queries, later = asyncio.run(scenario())
+        finally:
+            database.dispose()
+        assert together == [together[0]] * 5 and shared_queries == 1
+        assert later == together[0] + 1
+        assert queries.take() == 2

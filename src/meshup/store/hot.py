@@ -86,6 +86,18 @@ def _sqlite_nodes(rows: list[Any]) -> list[WireNode]:
     ]
 
 
+class _SharedRead:
+    """One epoch query and the requests waiting for it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.result: asyncio.Future[int] = loop.create_future()
+        # Retrieved here too, so a failure that every waiter gave up on is not reported as unseen.
+        self.result.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self.sent = False
+        self.task: asyncio.Task[None] | None = None  # referenced, so that it runs to the end
+
+
 def _epoch(row: Any) -> int:
     return int(row[0]) if row is not None and row[0] is not None else 0
 
@@ -98,14 +110,34 @@ class HotReader:
         self.pool_size = pool_size
         self._local = threading.local()
         self._pool: Any = None
+        self._epoch_read: _SharedRead | None = None
 
     async def epoch(self) -> int:
-        """The IAM epoch now (0 before the first change)."""
+        """The IAM epoch as of a moment after this call began (0 before the first change)."""
         if self.db.is_sqlite:
             rows = self._sqlite(EPOCH_SQL, ())
-        else:
+            return _epoch(rows[0] if rows else None)
+        # A round trip costs the event loop more CPU than the rest of the request's reading, so
+        # the requests that ask while no query has been sent share the next one: it still starts
+        # after each of them arrived, so each sees every IAM change committed before it came.
+        loop = asyncio.get_running_loop()
+        read = self._epoch_read
+        if read is None or read.sent or read.loop is not loop:
+            read = self._epoch_read = _SharedRead(loop)
+            read.task = loop.create_task(self._send_epoch_read(read))
+        return await asyncio.shield(read.result)
+
+    async def _send_epoch_read(self, read: _SharedRead) -> None:
+        read.sent = True  # whoever asks from now on needs a later query
+        try:
             rows = await self._postgres(EPOCH_SQL, ())
-        return _epoch(rows[0] if rows else None)
+        except asyncio.CancelledError:
+            read.result.cancel()
+            raise
+        except Exception as exc:
+            read.result.set_exception(exc)
+        else:
+            read.result.set_result(_epoch(rows[0] if rows else None))
 
     async def bundle(self, job_id: str) -> JobBundle | None:
         """The tree of ``job_id`` with its mesh; None when no such job (or mesh) is stored."""
