@@ -1,11 +1,15 @@
 """Throughput of the mesh-job GET against a bare ASGI app returning the same bytes.
 
-Both run under the same server (uvicorn, one process, uvloop + httptools) on this machine, loaded by
-wrk over loopback in the same run, so the ratio is what matters on a noisy machine. meshup serves
-an IAM user whose only policy allows asm:mesh:getUpgradeJob under StringEquals
-g:ResourceTag/team = payments, authenticated by AK/SK signature and by token, with N stored jobs.
+Every server runs under the same server software (uvicorn, one process, uvloop + httptools) on
+this machine and is loaded by wrk over loopback in the same run, so the ratios are what matter on
+a noisy machine. meshup serves an IAM user whose only policy allows asm:mesh:getUpgradeJob under
+StringEquals g:ResourceTag/team = payments, authenticated by AK/SK signature and by token, with N
+stored jobs. ``--compare-ref`` also serves the code of another git revision (its ``src/``, taken
+with ``git archive``, run by this interpreter) on its own database, so one run prints bare,
+before and after.
 
     python bench/mesh_job.py                       # 1,000 and 100,000 stored jobs, SQLite
+    python bench/mesh_job.py --jobs 1000 --duration 5 --compare-ref main
     python bench/mesh_job.py --jobs 1000 1000000   # up to a million
     python bench/mesh_job.py --database-url postgresql://postgres@127.0.0.1:5432/bench
 
@@ -15,6 +19,7 @@ Needs wrk (Debian package ``wrk``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -26,19 +31,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import yaml
-from sqlalchemy import insert
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+# The code under test: this checkout's, or (in the helper processes of --compare-ref) another's.
+SRC = Path(os.environ.get("MESHUP_BENCH_SRC") or ROOT / "src")
+sys.path.insert(0, str(SRC))
 
 from meshup.iam.signing import sign  # noqa: E402
-from meshup.store import tables as t  # noqa: E402
 from meshup.store.db import Database  # noqa: E402
 
 PROJECT = "0123456789abcdef0123456789abcdef"
@@ -46,6 +52,18 @@ MESH = "9b2f4c1e-0000-4000-8000-000000000001"
 AK, SK = "AKBENCHALICE00000001", "BenchAliceSecretKey000000000000000000001"
 PASSWORD = "Bench-Passw0rd!"
 MASTER_KEY = "bench-master-key-0000000000000000000000000"
+SERVE = [
+    sys.executable,
+    "-m",
+    "meshup.cli",
+    "serve",
+    "--no-worker",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+]
+BARE = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--log-level", "warning", "--no-access-log"]
+BARE += ["--loop", "uvloop", "--http", "meshup.http.heads:BoundedHeadProtocol"]  # what `meshup serve` runs
 
 
 def seed_document() -> dict[str, object]:
@@ -96,12 +114,16 @@ def free_port() -> int:
 
 def fill_jobs(database_url: str, count: int) -> str:
     """Insert ``count`` job rows (trees of a root and 4 leaves); return a root id to query."""
+    from sqlalchemy import insert
+
+    from meshup.store import tables as t
+
     db = Database(database_url)
     now = datetime.now(UTC)
     target = ""
     rows: list[dict[str, object]] = []
     with db.write() as conn:
-        for tree in range(max(1, count // 5)):
+        for _tree in range(max(1, count // 5)):
             root = str(uuid.uuid4())
             target = target or root
             for position in range(5):
@@ -130,7 +152,6 @@ def fill_jobs(database_url: str, count: int) -> str:
             if len(rows) >= 20_000:
                 conn.execute(insert(t.jobs), rows)
                 rows.clear()
-            _ = tree
         if rows:
             conn.execute(insert(t.jobs), rows)
     db.dispose()
@@ -144,18 +165,34 @@ class Result:
     p50: str
     p99: str
     non_2xx: int
+    cpu_us: float | None  # server CPU time per request: steadier than req/s on a busy machine
 
 
-def wrk(url: str, headers: dict[str, str], duration: int, connections: int, label: str) -> Result:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, headers: dict[str, str], duration: int, connections: int, label: str, pid: int) -> Result:
     args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    cpu_after = cpu_seconds(pid)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1)  # type: ignore[union-attr]
     p99 = re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1)  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return Result(label, rps, p50, p99, int(bad.group(1)) if bad else 0)
+    cpu = None
+    if cpu_before is not None and cpu_after is not None and requests:
+        cpu = (cpu_after - cpu_before) / requests * 1e6
+    return Result(label, rps, p50, p99, int(bad.group(1)) if bad else 0, cpu)
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -171,111 +208,186 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def run(count: int, database_url: str | None, duration: int, connections: int) -> list[Result]:
-    work = Path(tempfile.mkdtemp(prefix="meshup-bench-"))
-    url = database_url or f"sqlite:///{work / 'meshup.db'}"
+@dataclass(frozen=True)
+class Variant:
+    """Code to serve: this checkout's ``src`` or another revision's."""
+
+    name: str
+    src: Path
+
+
+@dataclass
+class Target:
+    label: str
+    url: str
+    headers: dict[str, str]
+    pid: int  # of the server answering
+
+
+def export_revision(ref: str, into: Path) -> Variant:
+    """``src/`` of a git revision, without touching any checkout (``git archive``)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", f"{ref}^{{commit}}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "archive", commit, "src"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    named = commit if commit.startswith(ref) or ref.startswith(commit) else f"{ref} {commit}"
+    return Variant(f"before ({named})", into / "src")
+
+
+@contextlib.contextmanager
+def databases(base_url: str | None, work: Path, count: int) -> Iterator[list[str]]:
+    """One empty database per variant: SQLite files, or databases made beside ``base_url``."""
+    if base_url is None:
+        yield [f"sqlite:///{work / f'meshup-{i}.db'}" for i in range(count)]
+        return
+    if count == 1:
+        yield [base_url]
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(base_url)
+    dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    suffix = uuid.uuid4().hex[:8]
+    names = [f"{admin.database}_bench_{suffix}_{i}" for i in range(count)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield [admin.set(database=name).render_as_string(hide_password=False) for name in names]
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start_meshup(
+    variant: Variant, url: str, count: int, work: Path, processes: list[subprocess.Popen[bytes]]
+) -> tuple[str, str, int]:
+    """Seed, fill and serve ``variant``; return its base URL, a job id to query and its pid."""
+    work.mkdir(parents=True, exist_ok=True)
     seed = work / "seed.yaml"
     seed.write_text(yaml.safe_dump(seed_document()))
     env = {
         **os.environ,
         "MESHUP_DATABASE_URL": url,
         "MESHUP_MASTER_KEY": MASTER_KEY,
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": str(variant.src),
+        "MESHUP_BENCH_SRC": str(variant.src),
     }
-    subprocess.run(
-        [sys.executable, "-m", "meshup.cli", "seed", "apply", str(seed)],
+    imported = subprocess.run(
+        [sys.executable, "-c", "import meshup; print(meshup.__file__)"],
         env=env,
-        check=True,
         capture_output=True,
-    )
-    job_id = fill_jobs(url, count)
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(imported).is_relative_to(variant.src), f"{variant.name} imported {imported}"
+    run = {"env": env, "check": True, "capture_output": True, "text": True}
+    subprocess.run([sys.executable, "-m", "meshup.cli", "seed", "apply", str(seed)], **run)  # type: ignore[call-overload]
+    job_id = subprocess.run(  # type: ignore[call-overload]
+        [sys.executable, __file__, "--fill", url, str(count)], **run
+    ).stdout.strip()
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "meshup.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--no-worker",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        [*SERVE, "--port", str(port)],
         env=env,
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    bare_port = free_port()
-    bare = None
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_healthy(f"{base}/healthz", server)
-        path = f"/v1/{PROJECT}/mesh-job/{job_id}"
-        date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        host = f"127.0.0.1:{port}"
-        signed = {
-            "Content-Type": "application/json",
-            "Host": host,
-            "X-Project-Id": PROJECT,
-            "X-Sdk-Date": date,
-        }
-        signed["Authorization"] = sign("GET", path, signed, b"", AK, SK, sdk_date=date)
-        check = httpx.get(base + path, headers=signed)
-        assert check.status_code == 200, check.text
-        body_file = work / "body.json"
-        body_file.write_bytes(check.content)
-        login = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {"name": "alice", "password": PASSWORD, "domain": {"name": "bench"}}
-                    },
-                },
-                "scope": {"project": {"id": PROJECT}},
-            }
-        }
-        token = httpx.post(f"{base}/v3/auth/tokens", json=login).headers["X-Subject-Token"]
-        assert httpx.get(base + path, headers={"X-Auth-Token": token}).status_code == 200
+    processes.append(server)
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(f"{base}/healthz", server)
+    return base, job_id, server.pid
 
-        bare = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.bare_app:app",
-                "--port",
-                str(bare_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--loop",
-                "uvloop",
-                "--http",
-                "meshup.http.heads:BoundedHeadProtocol",  # the protocol meshup serve runs
-            ],
-            env={**env, "BENCH_BODY_FILE": str(body_file)},
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_healthy(f"http://127.0.0.1:{bare_port}/", bare)
-        wrk(f"http://127.0.0.1:{bare_port}{path}", {}, 2, connections, "warm-up")
-        results = [
-            wrk(f"http://127.0.0.1:{bare_port}{path}", {}, duration, connections, "bare ASGI, same bytes")
-        ]
-        wrk(base + path, signed, 2, connections, "warm-up")
-        results.append(wrk(base + path, signed, duration, connections, f"meshup AK/SK, {count:,} jobs"))
-        results.append(
-            wrk(base + path, {"X-Auth-Token": token}, duration, connections, f"meshup token, {count:,} jobs")
-        )
-        return results
+
+def meshup_targets(
+    variant: Variant, base: str, job_id: str, count: int, pid: int
+) -> tuple[list[Target], bytes]:
+    path = f"/v1/{PROJECT}/mesh-job/{job_id}"
+    date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    signed = {
+        "Content-Type": "application/json",
+        "Host": base.removeprefix("http://"),
+        "X-Project-Id": PROJECT,
+        "X-Sdk-Date": date,
+    }
+    signed["Authorization"] = sign("GET", path, signed, b"", AK, SK, sdk_date=date)
+    check = httpx.get(base + path, headers=signed)
+    assert check.status_code == 200, check.text
+    login = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": "alice", "password": PASSWORD, "domain": {"name": "bench"}}},
+            },
+            "scope": {"project": {"id": PROJECT}},
+        }
+    }
+    token = httpx.post(f"{base}/v3/auth/tokens", json=login).headers["X-Subject-Token"]
+    assert httpx.get(base + path, headers={"X-Auth-Token": token}).status_code == 200
+    return [
+        Target(f"{variant.name} AK/SK, {count:,} jobs", base + path, signed, pid),
+        Target(f"{variant.name} token, {count:,} jobs", base + path, {"X-Auth-Token": token}, pid),
+    ], check.content
+
+
+def run(
+    variants: list[Variant],
+    count: int,
+    database_url: str | None,
+    duration: int,
+    connections: int,
+    rounds: int,
+) -> list[Result]:
+    work = Path(tempfile.mkdtemp(prefix="meshup-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with databases(database_url, work, len(variants)) as urls:
+            targets: list[Target] = []
+            body = b""
+            for index, (variant, url) in enumerate(zip(variants, urls, strict=True)):
+                base, job_id, pid = start_meshup(variant, url, count, work / f"v{index}", processes)
+                served, body = meshup_targets(variant, base, job_id, count, pid)
+                targets += served
+            body_file = work / "body.json"
+            body_file.write_bytes(body)
+            bare_port = free_port()
+            bare = subprocess.Popen(
+                [*BARE, "--port", str(bare_port)],
+                env={**os.environ, "BENCH_BODY_FILE": str(body_file), "PYTHONPATH": str(ROOT)},
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            processes.append(bare)
+            wait_healthy(f"http://127.0.0.1:{bare_port}/", bare)
+            path = targets[0].url[targets[0].url.index("/v1/") :]
+            targets.insert(
+                0, Target("bare ASGI, same bytes", f"http://127.0.0.1:{bare_port}{path}", {}, bare.pid)
+            )
+            for target in targets:
+                wrk(target.url, target.headers, 2, connections, "warm-up", target.pid)
+            # Rounds interleave the targets, so a slow minute of a shared machine hits all of them.
+            measured: dict[str, list[Result]] = {target.label: [] for target in targets}
+            for _round in range(rounds):
+                for target in targets:
+                    measured[target.label].append(
+                        wrk(target.url, target.headers, duration, connections, target.label, target.pid)
+                    )
+            return [sorted(found, key=lambda r: r.rps)[len(found) // 2] for found in measured.values()]
     finally:
-        for process in (server, bare):
-            if process is not None and process.poll() is None:
+        for process in processes:
+            if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
                     process.wait(10)
@@ -285,6 +397,9 @@ def run(count: int, database_url: str | None, duration: int, connections: int) -
 
 
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--fill":  # helper mode: runs with the variant's code
+        print(fill_jobs(sys.argv[2], int(sys.argv[3])))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -294,19 +409,29 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median is shown")
+    parser.add_argument("--compare-ref", default=None, help="also serve this git revision's code (before)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is required (apt-get install wrk)")
-    print(f"{'':34} {'req/s':>10} {'p50':>9} {'p99':>9} {'vs bare':>8} {'non-2xx':>8}")
-    for count in args.jobs:
-        results = run(count, args.database_url, args.duration, args.connections)
-        bare = results[0].rps
-        for result in results:
-            print(
-                f"{result.label:34} {result.rps:>10.0f} {result.p50:>9} {result.p99:>9} "
-                f"{result.rps / bare:>8.0%} {result.non_2xx:>8}"
-            )
-        print(json.dumps({"jobs": count, **{r.label: round(r.rps) for r in results}}), file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="meshup-bench-ref-") as checkout:
+        variants = [Variant("after" if args.compare_ref else "meshup", ROOT / "src")]
+        if args.compare_ref:
+            variants.insert(0, export_revision(args.compare_ref, Path(checkout) / "tree"))
+        width = max(34, *(len(f"{v.name} AK/SK, {n:,} jobs") for v in variants for n in args.jobs))
+        print(
+            f"{'':{width}} {'req/s':>10} {'p50':>9} {'p99':>9} {'vs bare':>8} {'non-2xx':>8} {'CPU/req':>9}"
+        )
+        for count in args.jobs:
+            results = run(variants, count, args.database_url, args.duration, args.connections, args.rounds)
+            bare = results[0].rps
+            for result in results:
+                cpu = "-" if result.cpu_us is None else f"{result.cpu_us:.0f}us"
+                print(
+                    f"{result.label:{width}} {result.rps:>10.0f} {result.p50:>9} {result.p99:>9} "
+                    f"{result.rps / bare:>8.0%} {result.non_2xx:>8} {cpu:>9}"
+                )
+            print(json.dumps({"jobs": count, **{r.label: round(r.rps) for r in results}}), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def build_runtime(
         metrics=HttpMetrics(),
         identity=identity,
         login=login,
-        jobs=JobService(identity),
+        jobs=JobService(identity, HotReader(db)),
         upgrades=upgrades,
         meshes=meshes,
         engine=engine,
@@ -177,7 +177,6 @@ def allowed_methods(app: FastAPI, path: str) -> str:
 
 def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:
     rt = runtime or build_runtime(settings, clock=clock)
-    reader = HotReader(rt.db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -190,7 +189,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
             if pool is not None:
                 # Drain: stop claiming, let steps in flight record their outcome.
                 await run_in_threadpool(pool.stop)
-            await reader.close()
+            await rt.jobs.reader.close()
             rt.db.dispose()
 
     app = FastAPI(
@@ -250,7 +249,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     ops.install_openapi(app)
     # Outermost: request ids, metrics and the access log for everything, the fast path included.
     wrapped = RequestContextMiddleware(
-        MeshJobFastPath(app, rt, reader), metrics=rt.metrics, access_log=settings.access_log
+        MeshJobFastPath(app, rt), metrics=rt.metrics, access_log=settings.access_log
     )
     # The console calls the whole application, as any client of the API would. Imported here so
     # that worker processes, which build a runtime but serve nothing, do not load templates.

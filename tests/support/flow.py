@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from meshup.app import build_runtime
+import httpx
+import orjson
+
+from meshup.app import build_runtime, create_app
 from meshup.clock import FixedClock
 from meshup.config import Settings
 from meshup.drivers.simulated import SimulatedDrivers
 from meshup.drivers.simulated_timing import SimTiming
 from meshup.http.runtime import Runtime
 from meshup.iam.service import Caller
+from meshup.iam.tokens import TokenClaims
 from meshup.jobs.model import assemble
 from meshup.meshes.model import Mesh
 from meshup.seed.apply import apply_seed
@@ -20,6 +24,7 @@ from meshup.seed.schema import parse_seed
 from meshup.store import identity as identity_store
 from meshup.store import jobs as job_store
 from meshup.upgrades.schemas import parse_change, parse_create, render_task
+from tests.support.asgi import run_served
 
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 PROJECT = "0123456789abcdef0123456789abcdef"
@@ -89,6 +94,8 @@ class Flow:
     rt: Runtime
     clock: FixedClock
     caller: Caller
+    app: Any  # the served application, for reads that only HTTP offers
+    token: str  # the root user's, scoped to PROJECT
 
     @classmethod
     def start(cls, database_url: str, seed: dict[str, Any]) -> Flow:
@@ -104,7 +111,16 @@ class Flow:
             assert user is not None
             principal = rt.identity.principal(conn, user.user.id, "aksk")
         assert principal is not None
-        return cls(rt, clock, Caller(principal, None))
+        claims = TokenClaims(
+            user_id=user.user.id,
+            project_id=PROJECT,
+            domain_scoped=False,
+            password_version=user.user.password_version,
+            issued_at=NOW,
+            expires_at=NOW + timedelta(days=3650),
+        )
+        token = rt.identity.tokens.issue(claims)
+        return cls(rt, clock, Caller(principal, None), create_app(settings, runtime=rt), token)
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         task = self.rt.upgrades.create(self.caller, PROJECT, parse_create(body), "127.0.0.1")
@@ -125,12 +141,14 @@ class Flow:
         return render_task(self.rt.upgrades.delete(self.caller, PROJECT, task_id, "127.0.0.1"))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        import orjson
+        """The mesh job as a client reads it: through the served GET."""
 
-        with self.rt.db.read() as conn:
-            return dict(
-                orjson.loads(self.rt.jobs.get_document(conn, self.caller, PROJECT, job_id, "127.0.0.1"))
-            )
+        async def get(client: httpx.AsyncClient) -> httpx.Response:
+            return await client.get(f"/v1/{PROJECT}/mesh-job/{job_id}", headers={"X-Auth-Token": self.token})
+
+        response = run_served(self.app, get)
+        assert response.status_code == 200, response.text
+        return dict(orjson.loads(response.content))
 
     def run(self) -> int:
         return self.rt.engine.run_until_idle()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshup.jobs.model import JobNode, Phase, assemble, derive, render
+from meshup.jobs.model import JobNode, Phase, WireNode, derive, render
+from meshup.jobs.schemas import JobMetadata, JobSpec, JobStatus, MeshJob
+from meshup.timefmt import rfc3339
 
 T0 = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 
@@ -82,17 +86,33 @@ def test_derive_needs_children() -> None:
         derive([], T0)
 
 
+def wire(node: JobNode) -> WireNode:
+    """A node as the store hands it to the renderer: times already wire strings."""
+    return WireNode(
+        id=node.id,
+        parent_id=node.parent_id,
+        position=node.position,
+        type=node.type,
+        target=node.target,
+        phase=node.phase.value,
+        reason=node.reason,
+        created=rfc3339(node.created_at),
+        updated=rfc3339(node.updated_at),
+        started=rfc3339(node.started_at),
+        completed=rfc3339(node.completed_at),
+    )
+
+
 def test_render_shape_and_order() -> None:
     root = leaf("root", Phase.RUNNING, parent=None, start=1)
     root.type = "ControlPlaneUpgrade"
-    nodes = assemble(
-        [
-            root,
-            leaf("second", Phase.INITIALIZING, position=1),
-            leaf("first", Phase.SUCCESS, position=0, start=1, end=2),
-        ]
-    )
-    document = render(nodes["root"])
+    nodes = [
+        root,
+        leaf("second", Phase.INITIALIZING, position=1),
+        leaf("first", Phase.SUCCESS, position=0, start=1, end=2),
+    ]
+    document = render([wire(node) for node in nodes], "root")
+    assert document is not None
     assert document["kind"] == "Job" and document["apiVersion"] == "v3"
     assert [child["metadata"]["uid"] for child in document["spec"]["subjobs"]] == ["first", "second"]
     assert document["spec"]["subjobs"][1]["status"] == {
@@ -126,3 +146,110 @@ def test_derivation_laws(child_phases: list[Phase]) -> None:
     if derived.phase is Phase.INITIALIZING:
         assert set(child_phases) == {Phase.INITIALIZING}
     assert (derived.completed_at is not None) == derived.phase.terminal
+
+
+def test_render_of_a_job_not_in_the_rows_is_none() -> None:
+    assert render([wire(leaf("a", Phase.SUCCESS, parent=None))], "b") is None
+
+
+# -- the hand-written renderer against the pydantic wire model ------------------------------------
+
+
+@dataclass
+class Tree:
+    type: str
+    target: str
+    phase: Phase
+    reason: str
+    times: tuple[datetime, datetime, datetime | None, datetime | None]
+    children: list[Tree] = field(default_factory=list)
+
+
+odd_text = st.text(max_size=12) | st.sampled_from(
+    ["", " ", "\u0000", '\n\t"\\', "\u2028", "ß✓😀", "</script>"]
+)
+instants = st.datetimes(timezones=st.just(UTC))
+trees = st.recursive(
+    st.builds(
+        Tree,
+        type=odd_text,
+        target=odd_text,
+        phase=st.sampled_from(list(Phase)),
+        reason=odd_text,
+        times=st.tuples(instants, instants, st.none() | instants, st.none() | instants),
+    ),
+    lambda children: st.builds(
+        Tree,
+        type=odd_text,
+        target=odd_text,
+        phase=st.sampled_from(list(Phase)),
+        reason=odd_text,
+        times=st.tuples(instants, instants, st.none() | instants, st.none() | instants),
+        children=st.lists(children, max_size=5),
+    ),
+    max_leaves=25,
+)
+
+
+def pydantic_model(tree: Tree, uid: str, ids: dict[int, str]) -> MeshJob:
+    created, updated, started, completed = tree.times
+    return MeshJob(
+        kind="Job",
+        apiVersion="v3",
+        metadata=JobMetadata(uid=uid, creationTimestamp=rfc3339(created), updateTimestamp=rfc3339(updated)),
+        spec=JobSpec(
+            type=tree.type,
+            target=tree.target or None,
+            subjobs=[pydantic_model(child, ids[id(child)], ids) for child in tree.children],
+        ),
+        status=JobStatus(
+            phase=tree.phase.value,
+            reason=tree.reason,
+            startTime=rfc3339(started),
+            completionTime=rfc3339(completed),
+        ),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(trees, st.data())
+def test_renderer_writes_the_bytes_of_the_pydantic_model(tree: Tree, data: st.DataObject) -> None:
+    # Flatten into stored rows: odd but unique ids, sibling positions with gaps, rows in any order.
+    ids: dict[int, str] = {}
+    rows: list[WireNode] = []
+
+    def flatten(node: Tree, parent: str | None, position: int) -> None:
+        node_id = f"{len(rows)}{data.draw(odd_text)}"
+        ids[id(node)] = node_id
+        created, updated, started, completed = node.times
+        rows.append(
+            WireNode(
+                node_id,
+                parent,
+                position,
+                node.type,
+                node.target,
+                node.phase.value,
+                node.reason,
+                rfc3339(created),
+                rfc3339(updated),
+                rfc3339(started),
+                rfc3339(completed),
+            )
+        )
+        gaps = data.draw(
+            st.lists(st.integers(1, 3), min_size=len(node.children), max_size=len(node.children))
+        )
+        for child, gap in zip(node.children, gaps, strict=True):
+            position += gap
+            flatten(child, node_id, position)
+
+    flatten(tree, None, 0)
+    shuffled = data.draw(st.permutations(rows))
+
+    def subtrees(node: Tree) -> list[Tree]:
+        return [node, *(sub for child in node.children for sub in subtrees(child))]
+
+    asked = data.draw(st.sampled_from(subtrees(tree)))
+    expected = pydantic_model(asked, ids[id(asked)], ids).model_dump_json(exclude_none=True).encode()
+    assert orjson.dumps(render(shuffled, ids[id(asked)])) == expected

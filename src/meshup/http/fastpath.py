@@ -1,85 +1,56 @@
-"""``GET /v1/{project_id}/mesh-job/{job_id}`` served without the web framework's per-request work.
+"""``GET /v1/{project_id}/mesh-job/{job_id}`` answered in front of the web framework.
 
-This is the request every client polls. It is matched here, before routing, and answered with the
-same services, checks, envelopes and metrics as every other route (the framework's route of the
-same path documents it in the OpenAPI schema and answers everything else, such as other methods).
+This is the request every client polls. It is matched here, before routing, and answered by the
+same coroutine as the framework's route of the same path (``jobs.routes.read_mesh_job``), with
+the same error mapping; the framework's route documents it and answers every other method.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from meshup.errors import AuthenticationFailed, MeshupError
 from meshup.http.errors import error_response
+from meshup.http.requests import request_id
 from meshup.http.runtime import Runtime
-from meshup.iam.service import CacheMiss, IncomingRequest
-from meshup.jobs.service import JOB_ID
-from meshup.store.hot import HotReader
+from meshup.jobs.routes import ROUTE, read_mesh_job
 
 MESH_JOB = re.compile(r"/v1/([^/]+)/mesh-job/([^/]+)")
-_JSON = [(b"content-type", b"application/json")]
 
 
 class _Route:
     """What the middleware reads for the metrics label (like a framework route)."""
 
-    path = "/v1/{project_id}/mesh-job/{job_id}"
+    path = ROUTE
 
 
-ROUTE = _Route()
+_ROUTE = _Route()
 
 
 class MeshJobFastPath:
-    def __init__(self, app: ASGIApp, rt: Runtime, reader: HotReader) -> None:
+    def __init__(self, app: ASGIApp, rt: Runtime) -> None:
         self.app = app
         self.rt = rt
-        self.reader = reader
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             match = MESH_JOB.fullmatch(scope["path"])
             if match is not None:
-                scope["route"] = ROUTE
-                status, body = await self.answer(scope, match.group(1), match.group(2))
-                await send({"type": "http.response.start", "status": status, "headers": _JSON})
-                await send({"type": "http.response.body", "body": body})
+                scope["route"] = _ROUTE
+                await self.answer(scope, receive, send, match.group(1), match.group(2))
                 return
         await self.app(scope, receive, send)
 
-    async def answer(self, scope: Scope, project_id: str, job_id: str) -> tuple[int, bytes]:
-        state: dict[str, Any] = scope.setdefault("state", {})
-        headers: dict[str, bytes] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1")
-            if key not in headers:
-                headers[key] = value
-        client = scope.get("client")
-        request = IncomingRequest(
-            method="GET",
-            raw_path=scope.get("raw_path") or scope["path"].encode(),
-            query_string=scope.get("query_string", b""),
-            headers=headers,
-            body=b"",
-            source_ip=client[0] if client else "",
-        )
-        rt = self.rt
+    async def answer(self, scope: Scope, receive: Receive, send: Send, project_id: str, job_id: str) -> None:
         try:
-            bundle = await self.reader.bundle(job_id) if JOB_ID.fullmatch(job_id) else None
-            epoch = bundle.epoch if bundle is not None else None
-            try:
-                if epoch is None:
-                    raise CacheMiss
-                caller = rt.identity.authenticate_cached(epoch, request, project_id)
-            except CacheMiss:
-                with rt.db.read() as conn:
-                    caller = rt.identity.authenticate(conn, request, project_id)
-            state["principal"] = caller.principal.label
-            return 200, rt.jobs.document(caller, project_id, job_id, bundle, request.source_ip)
-        except (AuthenticationFailed, MeshupError) as exc:
+            body = await read_mesh_job(self.rt, scope, project_id, job_id)
+        except Exception as exc:  # mapped as the framework's handlers map it (http.errors)
             response = error_response(
-                exc, path=scope["path"], request_id=str(state.get("request_id", "")), metrics=rt.metrics
+                exc, path=scope["path"], request_id=request_id(scope), metrics=self.rt.metrics
             )
-            return response.status_code, bytes(response.body)
+            await response(scope, receive, send)
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

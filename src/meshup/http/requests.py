@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
+from starlette.types import Scope
 
 from meshup.errors import InvalidRequest
 from meshup.iam.service import Caller, IncomingRequest
@@ -15,11 +16,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 async def incoming(request: Request, *, max_body: int = MAX_BODY_BYTES) -> IncomingRequest:
     scope = request.scope
-    headers: dict[str, bytes] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1")
-        if key not in headers:  # the first occurrence counts, as a signer would see it
-            headers[key] = value
+    headers = _first_headers(scope)
     body = b""
     if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
         declared = headers.get("content-length")
@@ -33,6 +30,15 @@ async def incoming(request: Request, *, max_body: int = MAX_BODY_BYTES) -> Incom
                 raise InvalidRequest(f"request body too large (limit {max_body} bytes)")
             chunks.append(chunk)
         body = b"".join(chunks)
+    return _incoming(scope, headers, body)
+
+
+def incoming_without_body(scope: Scope) -> IncomingRequest:
+    """The request of an ASGI scope whose body is not read (a GET)."""
+    return _incoming(scope, _first_headers(scope), b"")
+
+
+def _incoming(scope: Scope, headers: dict[str, bytes], body: bytes) -> IncomingRequest:
     client = scope.get("client")
     return IncomingRequest(
         method=scope["method"],
@@ -44,13 +50,26 @@ async def incoming(request: Request, *, max_body: int = MAX_BODY_BYTES) -> Incom
     )
 
 
-def note_caller(request: Request, caller: Caller) -> None:
+def _first_headers(scope: Scope) -> dict[str, bytes]:
+    headers: dict[str, bytes] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in headers:  # the first occurrence counts, as a signer would see it
+            headers[key] = value
+    return headers
+
+
+def _scope(of: Request | Scope) -> Scope:
+    return of.scope if isinstance(of, Request) else of
+
+
+def note_caller(of: Request | Scope, caller: Caller) -> None:
     """Name the principal in the access log line of this request."""
-    request.scope.setdefault("state", {})["principal"] = caller.principal.label
+    _scope(of).setdefault("state", {})["principal"] = caller.principal.label
 
 
-def request_id(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
+def request_id(of: Request | Scope) -> str:
+    return str(_scope(of).get("state", {}).get("request_id", ""))
 
 
 def json_body(incoming_request: IncomingRequest) -> Any:

@@ -1,18 +1,20 @@
 """Authentication (tokens, AK/SK signatures) and authorization (IAM policies) of API calls.
 
 Every process keeps the decoded keys and principals it has seen, keyed by the account store's IAM
-epoch: any change to users, keys or policies bumps the epoch in the same transaction, and the next
-request in every process sees the new number and drops its caches, so a disabled key stops working
-at once everywhere, without a query per key on the hot path.
+epoch: any change to users, keys or policies bumps the epoch in the same transaction, and every
+request reads the epoch before it is authenticated, so a disabled key or a changed password stops
+working at the next request in every process, without a query per key on the hot path.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection
 
@@ -67,8 +69,31 @@ class MeshFacts:
     tags: Sequence[tuple[str, str]]
 
 
-class CacheMiss(Exception):
-    """Authentication needs a database read (a key or principal this process has not cached)."""
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a request presents, checked as far as it can be without stored state: a token's
+    signature and expiry, or the syntax of an AK/SK ``Authorization`` header."""
+
+    request: IncomingRequest
+    token: TokenClaims | None = None
+    signature: signing.ParsedAuthorization | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the database holds for a credential: the access key (AK/SK only) and the principal."""
+
+    key: AccessKey | None
+    principal: Principal | None
+
+
+T = TypeVar("T")
+
+
+class OffLoopRead(Protocol):
+    """Runs a blocking read on a database connection without stalling the event loop."""
+
+    async def __call__(self, read: Callable[[Connection], T]) -> T: ...
 
 
 @dataclass(slots=True)
@@ -88,10 +113,47 @@ class IdentityService:
         self._lock = threading.Lock()
         self._time_text: tuple[int, str] = (-1, "")
 
-    # -- caches ------------------------------------------------------------------------------
+    # -- authentication ----------------------------------------------------------------------
+    #
+    # Three steps: ``presented`` (no stored state, so a request without valid credentials costs no
+    # query), ``_stored`` (this process's caches for the IAM epoch, reading what they lack), and
+    # ``_verify`` (pure). ``authenticate`` runs them on an open connection; ``authenticate_at`` is
+    # for the event loop, given the epoch, and reads a missing credential off the loop.
 
-    def _fresh(self, conn: Connection) -> _Caches:
-        return self._caches_at(store.read_epoch(conn, store.IAM_EPOCH))
+    def presented(self, request: IncomingRequest) -> Credential:
+        token = request.headers.get("x-auth-token")
+        if token is not None:
+            try:
+                text = token.decode("ascii").strip()
+            except UnicodeDecodeError as exc:
+                raise AuthenticationFailed("the token is not valid") from exc
+            return Credential(request, token=self.tokens.decode(text, self.clock.now()))
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            return Credential(request, signature=signing.parse_authorization(authorization))
+        raise AuthenticationFailed("no X-Auth-Token or Authorization header")
+
+    def authenticate(self, conn: Connection, request: IncomingRequest, project_id: str | None) -> Caller:
+        """Establish the caller; with ``project_id``, also that the caller may act in it."""
+        credential = self.presented(request)
+        caches = self._caches_at(store.read_epoch(conn, store.IAM_EPOCH))
+        return self._verify(credential, self._stored(conn, caches, credential), project_id)
+
+    async def authenticate_at(
+        self, epoch: int, credential: Credential, project_id: str | None, off_loop: OffLoopRead
+    ) -> Caller:
+        """The same for a presented credential, given the IAM epoch read just before."""
+        caches = self._caches_at(epoch)
+        stored = self._cached(caches, credential)
+        if stored is None:
+            stored = await off_loop(functools.partial(self._stored, caches=caches, credential=credential))
+        return self._verify(credential, stored, project_id)
+
+    def principal(self, conn: Connection, user_id: str, via: str) -> Principal | None:
+        """The principal ``user_id`` acts as (None if there is no such user), as of now."""
+        return self._principal(conn, self._caches_at(store.read_epoch(conn, store.IAM_EPOCH)), user_id, via)
+
+    # -- caches ------------------------------------------------------------------------------
 
     def _caches_at(self, epoch: int) -> _Caches:
         caches = self._caches
@@ -102,17 +164,36 @@ class IdentityService:
                 caches = self._caches
         return caches
 
-    def principal(
-        self, conn: Connection | None, user_id: str, via: str, caches: _Caches | None = None
-    ) -> Principal | None:
-        if caches is None:
-            assert conn is not None
-            caches = self._fresh(conn)
+    def _cached(self, caches: _Caches, credential: Credential) -> _Stored | None:
+        """What the caches hold for the credential; None when something must be read."""
+        if credential.token is not None:
+            key = None
+            user_id, via = credential.token.user_id, "token"
+        else:
+            assert credential.signature is not None
+            key = caches.keys.get(credential.signature.access_key)
+            if key is None:
+                return None
+            user_id, via = key.user_id, "aksk"
+        principal_key = f"{via}:{user_id}"
+        if principal_key not in caches.principals:
+            return None
+        return _Stored(key, caches.principals[principal_key])
+
+    def _stored(self, conn: Connection, caches: _Caches, credential: Credential) -> _Stored:
+        """What the database holds for the credential, through the caches."""
+        if credential.token is not None:
+            return _Stored(None, self._principal(conn, caches, credential.token.user_id, "token"))
+        assert credential.signature is not None
+        key = self._access_key(conn, caches, credential.signature.access_key)
+        if key is None:
+            return _Stored(None, None)
+        return _Stored(key, self._principal(conn, caches, key.user_id, "aksk"))
+
+    def _principal(self, conn: Connection, caches: _Caches, user_id: str, via: str) -> Principal | None:
         key = f"{via}:{user_id}"
         if key in caches.principals:
             return caches.principals[key]
-        if conn is None:
-            raise CacheMiss
         principal = self._load_principal(conn, user_id, via)
         if len(caches.principals) >= MAX_CACHE_ENTRIES:
             caches.principals.clear()
@@ -134,12 +215,10 @@ class IdentityService:
             via=via,
         )
 
-    def _access_key(self, conn: Connection | None, ak: str, caches: _Caches) -> AccessKey | None:
+    def _access_key(self, conn: Connection, caches: _Caches, ak: str) -> AccessKey | None:
         key = caches.keys.get(ak)
         if key is not None:
             return key
-        if conn is None:
-            raise CacheMiss
         row = store.get_access_key(conn, ak)
         if row is None:
             return None
@@ -156,37 +235,15 @@ class IdentityService:
         caches.keys[ak] = key
         return key
 
-    # -- authentication ----------------------------------------------------------------------
+    # -- verification (pure) -------------------------------------------------------------------
 
-    def authenticate(self, conn: Connection, request: IncomingRequest, project_id: str | None) -> Caller:
-        """Establish the caller; with ``project_id``, also that the caller may act in it."""
-        return self._authenticate(conn, request, project_id, self._fresh(conn))
+    def _verify(self, credential: Credential, stored: _Stored, project_id: str | None) -> Caller:
+        if credential.token is not None:
+            return self._by_token(credential.token, stored.principal, project_id)
+        assert credential.signature is not None
+        return self._by_signature(credential.request, credential.signature, stored, project_id)
 
-    def authenticate_cached(self, epoch: int, request: IncomingRequest, project_id: str | None) -> Caller:
-        """The same from this process's caches alone, given the current IAM epoch (the hot path
-        reads it with its data); raises CacheMiss when the key or principal must be loaded."""
-        return self._authenticate(None, request, project_id, self._caches_at(epoch))
-
-    def _authenticate(
-        self, conn: Connection | None, request: IncomingRequest, project_id: str | None, caches: _Caches
-    ) -> Caller:
-        token = request.headers.get("x-auth-token")
-        if token is not None:
-            return self._by_token(conn, token, project_id, caches)
-        authorization = request.headers.get("authorization")
-        if authorization is not None:
-            return self._by_signature(conn, request, authorization, project_id, caches)
-        raise AuthenticationFailed("no X-Auth-Token or Authorization header")
-
-    def _by_token(
-        self, conn: Connection | None, raw: bytes, project_id: str | None, caches: _Caches
-    ) -> Caller:
-        try:
-            text = raw.decode("ascii").strip()
-        except UnicodeDecodeError as exc:
-            raise AuthenticationFailed("the token is not valid") from exc
-        claims = self.tokens.decode(text, self.clock.now())
-        principal = self.principal(conn, claims.user_id, "token", caches)
+    def _by_token(self, claims: TokenClaims, principal: Principal | None, project_id: str | None) -> Caller:
         if principal is None or not _active(principal):
             raise AuthenticationFailed("the token is no longer valid")
         if principal.user.password_version != claims.password_version:
@@ -202,14 +259,12 @@ class IdentityService:
 
     def _by_signature(
         self,
-        conn: Connection | None,
         request: IncomingRequest,
-        authorization: bytes,
+        parsed: signing.ParsedAuthorization,
+        stored: _Stored,
         project_id: str | None,
-        caches: _Caches,
     ) -> Caller:
-        parsed = signing.parse_authorization(authorization)
-        key = self._access_key(conn, parsed.access_key, caches)
+        key = stored.key
         if key is None:
             raise AuthenticationFailed("unknown access key")
         now = self.clock.now()
@@ -240,7 +295,7 @@ class IdentityService:
         signing.verify(
             signed, parsed, key.secret_key, now, window=self.clock_skew, security_token=expected_token
         )
-        principal = self.principal(conn, key.user_id, "aksk", caches)
+        principal = stored.principal
         if principal is None or not _active(principal):
             raise AuthenticationFailed("the access key's user is disabled")
         if project_id is not None:

@@ -13,8 +13,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from meshup.timefmt import rfc3339
-
 
 class Phase(StrEnum):
     INITIALIZING = "Initializing"
@@ -192,29 +190,13 @@ def job_document(node: WireNode, subjobs: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
-def wire_node(node: JobNode) -> WireNode:
-    return WireNode(
-        id=node.id,
-        parent_id=node.parent_id,
-        position=node.position,
-        type=node.type,
-        target=node.target,
-        phase=node.phase.value,
-        reason=node.reason,
-        created=rfc3339(node.created_at),
-        updated=rfc3339(node.updated_at),
-        started=rfc3339(node.started_at),
-        completed=rfc3339(node.completed_at),
-    )
+def render(nodes: Iterable[WireNode], job_id: str) -> dict[str, Any] | None:
+    """The MeshJob document of ``job_id`` and its subtree, from the flat rows of its tree (any
+    order); None if the job is not among them.
 
-
-def render(node: JobNode) -> dict[str, Any]:
-    """The MeshJob document of a node and its subtree."""
-    return job_document(wire_node(node), [render(child) for child in node.children])
-
-
-def render_wire(nodes: Iterable[WireNode], job_id: str) -> dict[str, Any] | None:
-    """The MeshJob document of ``job_id`` from the flat rows of its tree; None if it is not there."""
+    Hand-written dicts for orjson because every poll renders a tree: a test holds the bytes to the
+    pydantic model's rendering (``jobs.schemas.MeshJob``) for random trees.
+    """
     children: dict[str | None, list[WireNode]] = {}
     target: WireNode | None = None
     for node in nodes:
