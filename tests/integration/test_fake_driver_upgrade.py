@@ -7,19 +7,21 @@ simulated driver or a cluster document, so this is what any ClusterDriver must s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
-from meshup.app import build_runtime
+from meshup.app import build_runtime, create_app
 from meshup.clock import FixedClock
 from meshup.config import Settings
 from meshup.drivers.base import INJECTION_LABEL, REVISION_LABEL
 from meshup.http.runtime import Runtime
 from meshup.iam.service import Caller
+from meshup.iam.tokens import TokenClaims
 from meshup.meshes.schemas import parse_create as parse_mesh
 from meshup.meshes.schemas import render_mesh
 from meshup.seed.apply import apply_seed
@@ -27,6 +29,7 @@ from meshup.seed.schema import parse_seed
 from meshup.store import identity as identity_store
 from meshup.store import tables as t
 from meshup.upgrades.schemas import parse_change, parse_create, render_task
+from tests.support.asgi import run_served
 from tests.support.databases import database_url
 from tests.support.fake_driver import FakeDriver, FakeDrivers, FakeNamespace, FakeWorkload
 
@@ -69,6 +72,17 @@ class Harness:
             principal = self.rt.identity.principal(conn, user.user.id, "aksk")
         assert principal is not None
         self.caller = Caller(principal, None)
+        self.app = create_app(settings, runtime=self.rt)
+        self.token = self.rt.identity.tokens.issue(
+            TokenClaims(
+                user_id=user.user.id,
+                project_id=PROJECT,
+                domain_scoped=False,
+                password_version=user.user.password_version,
+                issued_at=NOW,
+                expires_at=NOW + timedelta(days=1),
+            )
+        )
         self.driver = self.drivers.for_account(account.id)
 
     def run(self) -> int:
@@ -116,8 +130,14 @@ class Harness:
         return render_task(self.rt.upgrades.get(self.caller, PROJECT, task_id, IP))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        with self.rt.db.read() as conn:
-            return dict(orjson.loads(self.rt.jobs.get_document(conn, self.caller, PROJECT, job_id, IP)))
+        """The mesh job as a client reads it: through the served GET, with a root token."""
+
+        async def get(client: httpx.AsyncClient) -> httpx.Response:
+            return await client.get(f"/v1/{PROJECT}/mesh-job/{job_id}", headers={"X-Auth-Token": self.token})
+
+        response = run_served(self.app, get)
+        assert response.status_code == 200, response.text
+        return dict(orjson.loads(response.content))
 
     def advance(self, task_id: str, step: str, namespaces: list[str] | None = None) -> dict[str, Any]:
         """Start a step, run the engine to the end, and check its job succeeded."""
