@@ -82,10 +82,12 @@ class NamespaceService:
                 raise InvalidRequest(f"InjectNamespaces: {shown(name)} is not a namespace of {where}")
         revisions = _revisions(mesh, task)
         asker_id = str(uuid.uuid4())  # one request: a driver may record it as one job
-        for cluster in facts:
-            self._apply(driver, cluster, revisions, change, asker_id, revision_of(mesh.version))
-        if task is not None:
-            self._follow(mesh, task.id, driver)
+        try:
+            for cluster in facts:
+                self._apply(driver, cluster, revisions, change, asker_id, revision_of(mesh.version))
+        finally:
+            if task is not None:  # also after a refusal: what did change, the task follows
+                self._follow(mesh, task.id, driver)
         return _view(driver.facts(clusters[0]), revisions, restart=change.restart)
 
     # -- helpers ---------------------------------------------------------------------------------
