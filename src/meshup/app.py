@@ -45,6 +45,8 @@ from meshup.jobs.service import JobService
 from meshup.meshes import routes as mesh_routes
 from meshup.meshes.plans import OWNER as MESH_OWNER
 from meshup.meshes.service import MeshService
+from meshup.namespaces import routes as namespace_routes
+from meshup.namespaces.service import NamespaceService
 from meshup.store import identity as identity_store
 from meshup.store.db import Database, sqlite_path
 from meshup.store.hot import HotReader
@@ -137,6 +139,7 @@ def build_runtime(
         upgrades=upgrades,
         meshes=meshes,
         engine=engine,
+        namespaces=NamespaceService(identity, units, drivers=drivers, clock=clock),
     )
 
 
@@ -244,6 +247,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.include_router(job_routes.router)
     app.include_router(upgrade_routes.router)
     app.include_router(mesh_routes.router)
+    app.include_router(namespace_routes.router)
     app.include_router(iam_routes.router)
     app.include_router(ops.router)
     ops.install_openapi(app)

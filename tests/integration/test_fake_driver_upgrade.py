@@ -249,3 +249,20 @@ def test_a_mesh_is_created_upgraded_and_a_second_upgrade_rolled_back(url: str) -
     assert set(h.drivers.accounts) == {h.caller.principal.account.id}
     with h.rt.db.read() as conn:
         assert conn.execute(t.clusters.select()).first() is None
+
+
+def test_the_fake_sets_sidecar_injection_like_the_simulated_driver() -> None:
+    from meshup.drivers.base import Requester
+    from tests.support.fake_driver import FakeDriver, FakeNamespace, FakeWorkload, healthy_cluster
+
+    driver = FakeDriver()
+    cluster = driver.clusters.setdefault("c1", healthy_cluster())
+    cluster.revisions["1-15-7-r1"] = "1.15.7-r1"
+    cluster.namespaces["tools"] = FakeNamespace({}, {"debug": FakeWorkload()})
+    asker = Requester("UpdateSidecarInjection", "req-1", None)
+    driver.ensure_namespace_injection("c1", "tools", "1-15-7-r1", restart=True, asker=asker)
+    driver.ensure_namespace_injection("c1", "default", None, restart=False, asker=asker)
+    assert cluster.namespaces["tools"].labels == {"istio.io/rev": "1-15-7-r1"}
+    assert cluster.namespaces["tools"].workloads["debug"].sidecar == "1.15.7-r1"
+    assert cluster.namespaces["default"].labels == {}
+    assert [call[0] for call in driver.calls] == ["ensure_namespace_injection"] * 2

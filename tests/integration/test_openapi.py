@@ -13,6 +13,7 @@ WRITES = {
     ("put", "/v1/{project_id}/mesh-upgrade/{mesh_upgrade_id}"),
     ("post", "/v1/{project_id}/meshes"),
     ("put", "/v1/{project_id}/meshes/{mesh_id}"),
+    ("put", "/v2/meshes/{mesh_id}/injection"),
     ("post", "/v3/auth/tokens"),
 }
 
@@ -41,8 +42,8 @@ def refs(value: Any) -> set[str]:
 def test_every_asm_endpoint_is_documented(tmp_path: Path) -> None:
     doc = document(tmp_path)
     operations = {(method, path): op for path, ops in doc["paths"].items() for method, op in ops.items()}
-    asm = {key for key in operations if key[1].startswith("/v1/")}
-    assert len(asm) == 10
+    asm = {key for key in operations if key[1].startswith(("/v1/", "/v2/"))}
+    assert len(asm) == 14
     for key in asm:
         op = operations[key]
         assert "x-iam-action" in op and op["x-iam-action"].startswith("asm:mesh:")

@@ -850,3 +850,29 @@ def test_a_refusal_commits_what_was_recorded_and_changes_nothing(sim: Sim) -> No
     assert sim.fired() == 1
     assert sim.driver().operations("c1")["job-s"]["refused"] == "busy"
     assert sim.doc() == before
+
+
+# --- sidecar injection set by a user (the namespace APIs) ---------------------------------------------
+
+
+def test_namespace_injection_relabels_restarts_and_keeps_what_already_injects(sim: Sim) -> None:
+    sim.mesh()
+    driver = sim.driver()
+    asker = Requester("UpdateSidecarInjection", "req-1", None)
+    driver.ensure_namespace_injection("c1", "plain", SRC, restart=True, asker=asker)
+    driver.ensure_namespace_injection("c1", "legacy", SRC, restart=False, asker=asker)
+    driver.ensure_namespace_injection("c1", "shop", None, restart=True, asker=asker)
+    driver.ensure_namespace_injection("c1", "pay", SRC, restart=True, asker=asker)  # injects already: kept
+    doc = sim.doc()
+    assert labels(doc, "plain") == {"istio.io/rev": SRC}
+    assert labels(doc, "legacy") == {"istio.io/rev": SRC}
+    assert labels(doc, "shop") == {"team": "shop"}
+    assert labels(doc, "pay") == {"istio.io/rev": SRC}
+    sidecars = {ns["name"]: [w["sidecarVersion"] for w in ns["workloads"]] for ns in doc["namespaces"]}
+    assert sidecars["plain"] == [SOURCE]  # restarted into the revision's version
+    assert sidecars["legacy"] == [None]  # relabelled, not restarted
+    assert sidecars["shop"] == [None, None]
+    with pytest.raises(Refused, match="revision 1-99-0-r1 is not installed"):
+        driver.ensure_namespace_injection("c1", "plain", "1-99-0-r1", restart=False, asker=asker)
+    with pytest.raises(Refused, match="namespace nowhere not found"):
+        driver.ensure_namespace_injection("c1", "nowhere", SRC, restart=False, asker=asker)

@@ -32,6 +32,7 @@ from meshup.drivers.base import (
     gateway_name,
     pending,
 )
+from meshup.injection import is_injected
 
 RETRY = 5.0  # seconds the fake suggests between checks
 
@@ -265,6 +266,34 @@ class FakeDriver:
             del ns.labels[REVISION_LABEL]
             ns.labels.update(ns.previous if ns.previous is not None else {INJECTION_LABEL: "enabled"})
             ns.previous = None
+        return done()
+
+    def ensure_namespace_injection(
+        self, cluster_id: str, namespace: str, revision: str | None, *, restart: bool, asker: Requester
+    ) -> Progress:
+        waiting = self._begin("ensure_namespace_injection", cluster_id, asker)
+        if waiting:
+            return waiting
+        cluster = self.cluster(cluster_id)
+        ns = self._namespace(cluster_id, namespace)
+        if revision is None:
+            if INJECTION_LABEL not in ns.labels and REVISION_LABEL not in ns.labels:
+                return done()
+            ns.labels.pop(INJECTION_LABEL, None)
+            ns.labels.pop(REVISION_LABEL, None)
+            ns.previous = None
+            version: str | None = None
+        else:
+            if revision not in cluster.revisions:
+                raise Refused(f"cluster {cluster_id}: revision {revision} is not installed")
+            if is_injected(Namespace(namespace, ns.labels), list(cluster.revisions)):
+                return done()
+            ns.labels.pop(INJECTION_LABEL, None)
+            ns.labels[REVISION_LABEL] = revision
+            version = cluster.revisions[revision]
+        if restart:
+            for workload in ns.workloads.values():
+                workload.sidecar = version
         return done()
 
     def ensure_sidecars(

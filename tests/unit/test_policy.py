@@ -757,7 +757,7 @@ class TestScopesAndDecisions:
 
 class TestCatalogue:
     def test_every_endpoint_has_a_catalogued_action(self) -> None:
-        assert len(actions.ENDPOINTS) == 10
+        assert len(actions.ENDPOINTS) == 14
         for action in actions.ENDPOINTS.values():
             assert actions.CATALOGUE[action.name] is action
         assert set(actions.CATALOGUE) == {
@@ -768,6 +768,9 @@ class TestCatalogue:
             "asm:mesh:get",
             "asm:mesh:update",
             "asm:mesh:delete",
+            "asm:mesh:listNamespaces",
+            "asm:mesh:getNamespace",
+            "asm:mesh:updateNamespace",
         }
 
     def test_shapes(self) -> None:

@@ -13,6 +13,7 @@ from meshup.upgrades.model import (
     allowed_next,
     check_start,
     finished,
+    follow_injection,
     started,
 )
 
@@ -144,3 +145,18 @@ def test_history_records_each_run() -> None:
         StepRun(Step.PRECHECK, "job-0", "Failed"),
         StepRun(Step.PRECHECK, "job-1", "Success"),
     )
+
+
+def test_injection_changes_reach_pending_and_migrated() -> None:
+    state = run(run(fresh(), Step.PRECHECK, success=True), Step.CONTROL_PLANE, success=True)
+    state = run(state, Step.DATA_PLANE, success=True, migrated=("shop",))
+    assert (state.migrated, state.pending) == (("shop",), ("default", "payments"))
+    # "tools" newly injected (source revision): pending; "default" no longer injected: gone
+    followed = follow_injection(state, ["shop", "payments", "tools"])
+    assert followed.namespaces == ("shop", "payments", "tools")
+    assert (followed.migrated, followed.pending) == (("shop",), ("payments", "tools"))
+    assert allowed_next(followed) == [Step.DATA_PLANE, Step.ROLLBACK]
+    # a migrated namespace whose injection is removed leaves "migrated" as well
+    gone = follow_injection(followed, ["payments"])
+    assert (gone.migrated, gone.pending) == ((), ("payments",))
+    assert follow_injection(gone, ["payments"]) == gone

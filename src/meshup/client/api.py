@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -242,6 +242,20 @@ class Api:
 
     def create_upgrade(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("POST", self._path("/v1/{project_id}/mesh-upgrade"), body))
+
+    def list_upgrades(self, mesh_id: str | None = None) -> dict[str, Any]:
+        """Every upgrade task the caller may see (of one mesh if given), newest first: the
+        ``MeshUpgradeList`` pages followed to the end, as one document."""
+        items: list[Any] = []
+        marker: str | None = None
+        while True:
+            query = {k: v for k, v in (("limit", "1000"), ("marker", marker), ("meshId", mesh_id)) if v}
+            path = self._path("/v1/{project_id}/mesh-upgrade") + "?" + urlencode(sorted(query.items()))
+            page = dict(self._call("GET", path))
+            items.extend(page.get("items") or [])
+            marker = page.get("nextMarker")
+            if not marker:
+                return {"apiVersion": "v1", "kind": "MeshUpgradeList", "items": items}
 
     def get_upgrade(self, task_id: str) -> dict[str, Any]:
         return dict(self._call("GET", self._path("/v1/{project_id}/mesh-upgrade/{t}", t=task_id)))

@@ -320,6 +320,24 @@ def upgrade_rollback(
     _advance(flags, task, Step.Rollback, None, wait=wait, timeout=timeout, interval=interval, output=output)
 
 
+@upgrade_cli.command("list")
+@connection_options
+def upgrade_list(
+    mesh: Annotated[
+        str | None, typer.Option("--mesh", help="Only the tasks of this mesh (name or id).")
+    ] = None,
+    output: OutputOption = Output.table,
+    *,
+    flags: ConnectionFlags,
+) -> None:
+    """List upgrade tasks, newest first."""
+    from meshup.client.render import emit, upgrade_list_table
+
+    with _api(flags) as api:
+        mesh_id = _mesh_id(api, mesh) if mesh is not None else None
+        emit(api.list_upgrades(mesh_id), output.value, upgrade_list_table)
+
+
 @upgrade_cli.command("show")
 @connection_options
 def upgrade_show(

@@ -103,6 +103,23 @@ def mesh_table(mesh: dict[str, Any]) -> Table:
     )
 
 
+def upgrade_list_table(doc: dict[str, Any]) -> Table:
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    for column in ("NAME", "ID", "MESH", "TARGET", "STEP", "PHASE", "CREATED"):
+        table.add_column(column, no_wrap=column in ("ID", "MESH", "CREATED"))
+    for task in doc.get("items") or []:
+        table.add_row(
+            _text(_get(task, "metadata", "name")),
+            _text(_get(task, "metadata", "uid")),
+            _text(_get(task, "spec", "meshId")),
+            _text(_get(task, "spec", "targetVersion")),
+            _text(_get(task, "status", "step")),
+            _text(_get(task, "status", "phase")),
+            _text(_get(task, "metadata", "creationTimestamp")),
+        )
+    return table
+
+
 def upgrade_table(task: dict[str, Any]) -> Table:
     return _details(
         [

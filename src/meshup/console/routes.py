@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 from meshup.console.api import ApiClient, ApiReply, segment
 from meshup.console.pages import BASE, Pages, harden
 from meshup.console.session import COOKIE_PATH, LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
-from meshup.console.tasks import TASKS_COOKIE, RememberedTasks, TaskIndex
+from meshup.console.tasks import HISTORY, TASKS_COOKIE, ListedTasks, RememberedTasks, TaskIndex
 from meshup.console.views import mesh_view, task_view, tree_rows, upgrade_targets
 
 MAX_FORM_BYTES = 64 * 1024
@@ -217,13 +217,17 @@ def build_router(console: Console) -> APIRouter:
             return visit.problem(reply.status, reply.message)
         mesh = mesh_view(reply.body)
         task = task_error = tree = tree_error = None
-        task_id = index.latest(mesh_id)
+        listed = await visit.call(
+            "GET", f"/v1/{project}/mesh-upgrade?limit={HISTORY}&meshId={segment(mesh_id)}"
+        )
+        tasks: TaskIndex = ListedTasks(mesh_id, listed.body, index) if listed.ok else index
+        task_id = tasks.latest(mesh_id)
         if task_id is not None:
             task_reply = await visit.call("GET", f"/v1/{project}/mesh-upgrade/{segment(task_id)}")
             if task_reply.ok:
                 task = task_view(task_reply.body)
             elif task_reply.status == 404:
-                index.forget(mesh_id, task_id)  # deleted through the API
+                tasks.forget(mesh_id, task_id)  # deleted through the API
             else:
                 task_error = task_reply.message
         job_id = task.job_id if task is not None else (mesh.job_id if mesh.moving else "")
@@ -243,6 +247,7 @@ def build_router(console: Console) -> APIRouter:
             "tree": tree,
             "tree_error": tree_error,
             "targets": upgrade_targets(mesh.version),
+            "history": tasks.history if isinstance(tasks, ListedTasks) else None,
             "notice": notice,
         }
         response = visit.page("_live.html" if fragment else "mesh.html", **context)

@@ -240,6 +240,20 @@ class ClusterDriver(Protocol):
         Refused naming a workload that does not become ready."""
         ...
 
+    def ensure_namespace_injection(
+        self, cluster_id: str, namespace: str, revision: str | None, *, restart: bool, asker: Requester
+    ) -> Progress:
+        """Sidecar injection of a namespace, as a user sets it (not an upgrade step).
+
+        ``revision`` None: the namespace injects nothing (``istio-injection`` and ``istio.io/rev``
+        removed, a pre-migration record dropped). A revision: the namespace injects; one that
+        already injects an installed revision (by Istio's rule) is kept as it is, any other gets
+        ``istio.io/rev=<revision>``. With ``restart``, the workloads of a namespace whose labels
+        changed are restarted to pick that up (sidecars of the revision's version, or none); the
+        restart is requested, not awaited. Refused for a missing namespace or an uninstalled
+        ``revision``."""
+        ...
+
 
 class ClusterDrivers(Protocol):
     """Where services, plans and the engine get a driver: one factory, built by the composition root."""

@@ -37,6 +37,7 @@ from meshup.drivers.base import (
     INJECTION_LABEL,
     REVISION_LABEL,
     ClusterFacts,
+    Namespace,
     Progress,
     Refused,
     Requester,
@@ -59,6 +60,7 @@ from meshup.drivers.simulated_documents import (
 )
 from meshup.drivers.simulated_faults import Fault, take_never_ready, take_plain, take_workload
 from meshup.drivers.simulated_timing import SimTiming
+from meshup.injection import is_injected
 from meshup.store import tables as t
 from meshup.store.db import Database
 
@@ -317,6 +319,36 @@ class SimulatedDriver:
         key = f"restart/{namespace}/{','.join(workloads)}/{version}"
         note = f"restarting {', '.join(workloads)}"
         return self._run(cluster_id, asker, self._timed(key, self.timing.restart_batch, note, change, start))
+
+    def ensure_namespace_injection(
+        self, cluster_id: str, namespace: str, revision: str | None, *, restart: bool, asker: Requester
+    ) -> Progress:
+        def change(c: _Cluster, _now: datetime) -> Sequence[str]:
+            ns = namespace_of(cluster_id, c.state, namespace)
+            labels: dict[str, str] = ns.setdefault("labels", {})
+            installed = revisions(c.state)
+            if revision is None:
+                if INJECTION_LABEL not in labels and REVISION_LABEL not in labels:
+                    return ()
+                labels.pop(INJECTION_LABEL, None)
+                labels.pop(REVISION_LABEL, None)
+                ns.pop("previousInjection", None)
+                version: str | None = None
+            else:
+                if revision not in installed:
+                    raise Refused(f"cluster {cluster_id}: revision {revision} is not installed")
+                if is_injected(Namespace(namespace, labels), list(installed)):
+                    return ()
+                labels.pop(INJECTION_LABEL, None)
+                labels[REVISION_LABEL] = revision
+                version = str(installed[revision].get("version", "")) or None
+            if restart:
+                for workload in ns.get("workloads") or []:
+                    workload["sidecarVersion"] = version
+            return ()
+
+        key = f"inject/{namespace}/{revision or '-'}/{'restart' if restart else 'keep'}"
+        return self._run(cluster_id, asker, self._timed(key, 0.0, f"labelling {namespace}", change))
 
     # ---------------------------------------------------------------- simulation set-up
 

@@ -95,7 +95,7 @@ def install_openapi(app: FastAPI) -> None:
                 # FastAPI documents a 422 of its own; this server answers invalid input with 400
                 # in the API's envelope (app.py), which routes declare with error_responses(400).
                 operation.get("responses", {}).pop("422", None)
-            if path.startswith("/v1/") or path == "/v3/projects":
+            if path.startswith(("/v1/", "/v2/")) or path == "/v3/projects":
                 for operation in operations.values():
                     operation["security"] = [{"iamToken": []}, {"akskSignature": []}]
         # Validating a token takes the caller's own token (X-Auth-Token) besides the subject.

@@ -18,6 +18,7 @@ from meshup.store.db import Database
 if TYPE_CHECKING:
     from meshup.engine.worker import Engine
     from meshup.meshes.service import MeshService
+    from meshup.namespaces.service import NamespaceService
     from meshup.upgrades.service import UpgradeService
 
 
@@ -33,6 +34,7 @@ class Runtime:
     upgrades: UpgradeService
     meshes: MeshService
     engine: Engine
+    namespaces: NamespaceService
 
 
 def runtime(request: Request) -> Runtime:

@@ -19,10 +19,13 @@ __all__ = [
     "DELETE",
     "ENDPOINTS",
     "GET",
+    "GET_NAMESPACE",
     "GET_UPGRADE_JOB",
     "LIST",
+    "LIST_NAMESPACES",
     "MESH",
     "UPDATE",
+    "UPDATE_NAMESPACE",
     "UPGRADE",
     "AccessLevel",
     "Action",
@@ -64,9 +67,26 @@ LIST = Action("asm:mesh:list", "List", None, ())
 GET = Action("asm:mesh:get", "Read", MESH, _ON_MESH)
 UPDATE = Action("asm:mesh:update", "Write", MESH, _ON_MESH)
 DELETE = Action("asm:mesh:delete", "Write", MESH, _ON_MESH)
+LIST_NAMESPACES = Action("asm:mesh:listNamespaces", "List", MESH, _ON_MESH)
+GET_NAMESPACE = Action("asm:mesh:getNamespace", "Read", MESH, _ON_MESH)
+UPDATE_NAMESPACE = Action("asm:mesh:updateNamespace", "Write", MESH, _ON_MESH)
 
 CATALOGUE: Mapping[str, Action] = MappingProxyType(
-    {a.name: a for a in (GET_UPGRADE_JOB, UPGRADE, CREATE, LIST, GET, UPDATE, DELETE)}
+    {
+        a.name: a
+        for a in (
+            GET_UPGRADE_JOB,
+            UPGRADE,
+            CREATE,
+            LIST,
+            GET,
+            UPDATE,
+            DELETE,
+            LIST_NAMESPACES,
+            GET_NAMESPACE,
+            UPDATE_NAMESPACE,
+        )
+    }
 )
 """Every ASM action by name (as written, camelCase)."""
 
@@ -74,6 +94,7 @@ ENDPOINTS: Mapping[tuple[str, str], Action] = MappingProxyType(
     {
         ("GET", "/v1/{project_id}/mesh-job/{job_id}"): GET_UPGRADE_JOB,
         ("POST", "/v1/{project_id}/mesh-upgrade"): UPGRADE,
+        ("GET", "/v1/{project_id}/mesh-upgrade"): UPGRADE,
         ("GET", "/v1/{project_id}/mesh-upgrade/{mesh_upgrade_id}"): UPGRADE,
         ("PUT", "/v1/{project_id}/mesh-upgrade/{mesh_upgrade_id}"): UPGRADE,
         ("DELETE", "/v1/{project_id}/mesh-upgrade/{mesh_upgrade_id}"): UPGRADE,
@@ -82,10 +103,14 @@ ENDPOINTS: Mapping[tuple[str, str], Action] = MappingProxyType(
         ("GET", "/v1/{project_id}/meshes/{mesh_id}"): GET,
         ("PUT", "/v1/{project_id}/meshes/{mesh_id}"): UPDATE,
         ("DELETE", "/v1/{project_id}/meshes/{mesh_id}"): DELETE,
+        ("GET", "/v2/meshes/{mesh_id}/namespaces"): LIST_NAMESPACES,
+        ("GET", "/v2/meshes/{mesh_id}/injection"): GET_NAMESPACE,
+        ("PUT", "/v2/meshes/{mesh_id}/injection"): UPDATE_NAMESPACE,
     }
 )
-"""(method, path template) -> action, for every endpoint of api contract §3. ``POST
-/mesh-upgrade`` names its mesh in the body and is authorised against that mesh."""
+"""(method, path template) -> action, for every endpoint of api contract §3, the namespace APIs
+(docs/namespace-api.md) and the task list. ``POST /mesh-upgrade`` names its mesh in the body and is
+authorised against that mesh; the task list is filtered by this action per task's mesh."""
 
 
 def mesh_urn(region: str, account_id: str, mesh_id: str) -> str:

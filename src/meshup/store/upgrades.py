@@ -35,6 +35,14 @@ class UpgradeTaskRepository:
         row = self.conn.execute(select(u).where(u.c.active_mesh_id == mesh_id)).first()
         return None if row is None else _task(row)
 
+    def listed(self, project_id: str, mesh_id: str | None = None) -> list[UpgradeTask]:
+        """The project's tasks (of one mesh if given), newest first (ties: by id, descending)."""
+        query = select(u).where(u.c.project_id == project_id)
+        if mesh_id is not None:
+            query = query.where(u.c.mesh_id == mesh_id)
+        query = query.order_by(u.c.created_at.desc(), u.c.id.desc())
+        return [_task(row) for row in self.conn.execute(query)]
+
     def add(self, task: UpgradeTask) -> None:
         self.conn.execute(
             insert(u).values(

@@ -104,6 +104,21 @@ class UpgradeTask:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """A task list request, parsed: newest first, ``limit`` tasks after the task ``marker``."""
+
+    mesh_id: str | None = None
+    limit: int = 100
+    marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    tasks: tuple[UpgradeTask, ...]
+    next_marker: str | None  # None: this page is the last
+
+
+@dataclass(frozen=True, slots=True)
 class CurrentStep:
     step: Step
     namespaces: tuple[str, ...] = ()
@@ -230,3 +245,15 @@ def finished(state: TaskState, job_id: str, success: bool, migrated_now: Sequenc
     if success and run is not None and run.step is Step.ROLLBACK:
         phase = TaskPhase.ROLLED_BACK
     return replace(state, phase=phase, migrated=migrated, history=history)
+
+
+def follow_injection(state: TaskState, injected: Sequence[str]) -> TaskState:
+    """The mesh's sidecar injection was changed by a user while the task is active; ``injected``
+    names the namespaces that inject the source or the target revision now. One no longer injected
+    leaves the task (neither pending nor migrated: it has no sidecars to upgrade); one newly injected
+    joins as pending (it got the source revision, so a DataPlaneUpgrade must migrate it before
+    Complete). The others keep their place."""
+    kept = tuple(ns for ns in state.namespaces if ns in injected)
+    added = tuple(ns for ns in dict.fromkeys(injected) if ns not in state.namespaces)
+    migrated = tuple(ns for ns in state.migrated if ns in injected)
+    return replace(state, namespaces=(*kept, *added), migrated=migrated)

@@ -15,9 +15,12 @@ from meshup.iam.actions import UPGRADE
 from meshup.upgrades.schemas import (
     MeshUpgradeCreateBody,
     MeshUpgradeDocument,
+    MeshUpgradeList,
     MeshUpgradeUpdateBody,
     parse_change,
     parse_create,
+    parse_list_query,
+    render_list,
     render_task,
 )
 
@@ -47,6 +50,30 @@ async def create_task(project_id: str, request: Request) -> Response:
         lambda caller, data: upgrades.create(caller, project_id, parse_create(body_of(data)), data.source_ip),
     )
     return document(render_task(task), 201)
+
+
+@router.get(
+    "/v1/{project_id}/mesh-upgrade",
+    summary="List canary upgrade tasks, newest first (meshup extension; ?meshId= &limit= &marker=)",
+    responses={
+        200: {
+            "model": MeshUpgradeList,
+            "description": "Tasks of meshes a policy allows asm:mesh:upgrade on.",
+        },
+        **error_responses(400, 401, 403, 404, 503),
+    },
+    openapi_extra=operation(UPGRADE),
+)
+async def list_tasks(project_id: str, request: Request) -> Response:
+    upgrades = runtime(request).upgrades
+    query = dict(request.query_params)
+    page = await call(
+        request,
+        project_id,
+        UPGRADE,
+        lambda caller, data: upgrades.list_tasks(caller, project_id, parse_list_query(query), data.source_ip),
+    )
+    return document(render_list(page))
 
 
 @router.get(

@@ -14,7 +14,9 @@ from meshup.upgrades.model import (
     Step,
     Strategy,
     TargetType,
+    TaskPage,
     TaskPhase,
+    TaskQuery,
     UpgradeChange,
     UpgradeCreate,
     UpgradeTask,
@@ -26,6 +28,7 @@ TASK_NAME = explain(
     "1-64 lowercase letters, digits and '-', starting with a letter, not ending with '-'",
 )
 MAX_NAMESPACES = 1000
+MAX_LIMIT = 1000
 
 TaskName = Annotated[str, StringConstraints(max_length=64, pattern=TASK_NAME)]
 AnyTaskName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
@@ -127,6 +130,23 @@ class MeshUpgradeDocument(DocumentModel):
     status: UpgradeStatus
 
 
+class MeshUpgradeList(DocumentModel):
+    """``GET /v1/{project_id}/mesh-upgrade`` (a meshup extension): tasks newest first."""
+
+    apiVersion: Literal["v1"] = "v1"
+    kind: Literal["MeshUpgradeList"] = "MeshUpgradeList"
+    items: list[MeshUpgradeDocument]
+    nextMarker: str | None = Field(
+        None, description="Present when more tasks follow: pass it as ?marker= for the next page."
+    )
+
+
+class TaskListQuery(RequestModel):
+    meshId: MeshId | None = None
+    limit: int = Field(100, ge=1, le=MAX_LIMIT)
+    marker: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)] | None = None
+
+
 # --- the mapping ----------------------------------------------------------------------------------
 
 
@@ -160,12 +180,33 @@ def parse_change(body: Any) -> UpgradeChange:
     )
 
 
+def parse_list_query(params: dict[str, str]) -> TaskQuery:
+    """The list's query string (``meshId``, ``limit``, ``marker``); other parameters are ignored."""
+    values: dict[str, Any] = {k: v for k, v in params.items() if k in ("meshId", "limit", "marker")}
+    if "limit" in values:
+        text = values["limit"]
+        values["limit"] = int(text) if text.isdigit() and len(text) <= 6 else text
+    wire = validate(TaskListQuery, values)
+    return TaskQuery(mesh_id=wire.meshId, limit=wire.limit, marker=wire.marker)
+
+
+def render_list(page: TaskPage) -> dict[str, Any]:
+    document = MeshUpgradeList.model_construct(
+        items=[_document(task) for task in page.tasks], nextMarker=page.next_marker
+    )
+    return document.model_dump(mode="json", exclude_none=True)
+
+
 def render_task(task: UpgradeTask) -> dict[str, Any]:
+    return _document(task).model_dump(mode="json", exclude_none=True)
+
+
+def _document(task: UpgradeTask) -> MeshUpgradeDocument:
     state = task.state
     current: dict[str, Any] = {"step": task.step}
     if task.step_namespaces:
         current["namespaces"] = list(task.step_namespaces)
-    document = construct(
+    return construct(
         MeshUpgradeDocument,
         {
             "metadata": {"name": task.name, "uid": task.id, "creationTimestamp": rfc3339(task.created_at)},
@@ -186,4 +227,3 @@ def render_task(task: UpgradeTask) -> dict[str, Any]:
             },
         },
     )
-    return document.model_dump(mode="json", exclude_none=True)

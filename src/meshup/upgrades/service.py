@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshup.clock import Clock
 from meshup.drivers.base import ClusterDrivers
-from meshup.errors import Conflict, InvalidRequest, NotFound, shown
+from meshup.errors import Conflict, Forbidden, InvalidRequest, NotFound, shown
 from meshup.iam import actions
 from meshup.iam.resources import mesh_facts
 from meshup.iam.service import Caller, IdentityService
@@ -24,7 +24,9 @@ from meshup.upgrades import model
 from meshup.upgrades.model import (
     MUTATING,
     Step,
+    TaskPage,
     TaskPhase,
+    TaskQuery,
     TaskState,
     UpgradeChange,
     UpgradeCreate,
@@ -62,6 +64,46 @@ class UpgradeService:
         with self.uow(read_only=True) as uow:
             task, _ = self._visible(uow, caller, project_id, task_id, ip)
         return task
+
+    def list_tasks(self, caller: Caller, project_id: str, query: TaskQuery, ip: str) -> TaskPage:
+        """The tasks the caller may see, newest first: like the mesh list, each task is shown when
+        a policy allows ``asm:mesh:upgrade`` on its mesh. A ``meshId`` filter names a mesh the
+        caller must be allowed to upgrade (404 unknown, 403 denied, as GET of that mesh would)."""
+        self.identity.precheck(caller, actions.UPGRADE, project_id)
+        with self.uow(read_only=True) as uow:
+            if query.mesh_id is not None:
+                mesh = uow.meshes.get(query.mesh_id) if _TASK_ID.fullmatch(query.mesh_id) else None
+                if mesh is None or mesh.project_id != project_id or not mesh.live:
+                    raise NotFound(f"mesh {shown(query.mesh_id)} not found")
+                self.identity.authorize(caller, actions.UPGRADE, project_id, mesh_facts(mesh), ip)
+            tasks = uow.tasks.listed(project_id, query.mesh_id)
+            meshes: dict[str, Mesh | None] = {}
+            for task in tasks:
+                if task.mesh_id not in meshes:
+                    meshes[task.mesh_id] = uow.meshes.get(task.mesh_id)
+        visible: list[UpgradeTask] = []
+        allowed: dict[str, bool] = {}
+        for task in tasks:
+            mesh = meshes[task.mesh_id]
+            if mesh is None:
+                continue
+            if mesh.id not in allowed:
+                try:
+                    self.identity.authorize(caller, actions.UPGRADE, project_id, mesh_facts(mesh), ip)
+                    allowed[mesh.id] = True
+                except Forbidden:
+                    allowed[mesh.id] = False
+            if allowed[mesh.id]:
+                visible.append(task)
+        start = 0
+        if query.marker is not None:
+            index = next((i for i, task in enumerate(visible) if task.id == query.marker), None)
+            if index is None:
+                raise InvalidRequest(f"marker: {shown(query.marker)} is not a task of this list")
+            start = index + 1
+        page = visible[start : start + query.limit]
+        more = start + query.limit < len(visible)
+        return TaskPage(tuple(page), page[-1].id if more and page else None)
 
     def create(self, caller: Caller, project_id: str, command: UpgradeCreate, ip: str) -> UpgradeTask:
         self.identity.precheck(caller, actions.UPGRADE, project_id)
