@@ -26,6 +26,7 @@ from meshup.drivers.simulated_timing import SimTiming
 from meshup.engine.worker import Engine, EngineConfig, RootFinished, WorkerPool, schedule
 from meshup.errors import AuthenticationFailed, InvalidRequest, MeshupError, MethodNotAllowed, NotFound
 from meshup.http import ops
+from meshup.http.engine_metrics import EngineCollector
 from meshup.http.errors import error_response
 from meshup.http.fastpath import MeshJobFastPath
 from meshup.http.metrics import HttpMetrics
@@ -155,6 +156,9 @@ class RootDispatcher:
 def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:
     rt = runtime or build_runtime(settings, clock=clock)
     reader = HotReader(rt.db)
+    rt.metrics.registry.register(
+        EngineCollector.for_database(rt.db, rt.clock, live_within=settings.lease_seconds)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

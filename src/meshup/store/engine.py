@@ -34,6 +34,7 @@ class ClaimedLeaf:
     mesh_id: str
     project_id: str
     account_id: str  # of the mesh: whose clusters the step acts on
+    after_expiry: bool = False  # the reaper released an earlier claim of this leaf: a reclaim
 
 
 def _claimable(now: datetime) -> Any:
@@ -67,6 +68,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
             j.c.mesh_id,
             j.c.project_id,
             _account_of_mesh.label("account_id"),
+            j.c.lease_expired,
         )
     )
     row = conn.execute(stmt).first()
@@ -82,6 +84,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         mesh_id=row.mesh_id,
         project_id=row.project_id,
         account_id=str(row.account_id or ""),
+        after_expiry=bool(row.lease_expired),
     )
 
 
@@ -90,7 +93,12 @@ def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
     conn.execute(
         update(j)
         .where(j.c.id == job_id)
-        .values(phase="Running", started_at=func.coalesce(j.c.started_at, now), updated_at=now)
+        .values(
+            phase="Running",
+            started_at=func.coalesce(j.c.started_at, now),
+            updated_at=now,
+            lease_expired=False,  # the reclaim was counted at the claim
+        )
     )
 
 
@@ -135,7 +143,7 @@ def release_expired(conn: Connection, job_id: str, now: datetime) -> int:
     result = conn.execute(
         update(j)
         .where(j.c.id == job_id, j.c.runnable.is_(True), j.c.lease_expires_at < now)
-        .values(lease_owner=None, lease_expires_at=None)
+        .values(lease_owner=None, lease_expires_at=None, lease_expired=True)
     )
     return int(result.rowcount or 0)
 
@@ -231,3 +239,33 @@ def cancel_tree(conn: Connection, root_id: str) -> None:
         .where(j.c.root_id == root_id, j.c.runnable.is_(True), j.c.phase == "Initializing")
         .values(runnable=False, run_after=None)
     )
+
+
+# -- scrape-time figures (engine metrics) -----------------------------------------------------------
+
+
+def jobs_by_type_and_phase(conn: Connection) -> list[tuple[str, str, int]]:
+    rows = conn.execute(select(j.c.type, j.c.phase, func.count()).group_by(j.c.type, j.c.phase)).all()
+    return [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
+
+
+def tasks_by_phase(conn: Connection) -> list[tuple[str, int]]:
+    u = t.upgrade_tasks
+    rows = conn.execute(select(u.c.phase, func.count()).group_by(u.c.phase)).all()
+    return [(str(row[0]), int(row[1])) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    waiting: int  # runnable leaves due now that no live lease holds
+    oldest_due: datetime | None  # the earliest due time among them
+    leased: int  # runnable leaves a worker holds a live lease on (running, or about to)
+
+
+def backlog(conn: Connection, now: datetime) -> Backlog:
+    """Read through the partial runnable index: cheap however many jobs are stored."""
+    waiting = conn.execute(select(func.count(), func.min(j.c.run_after)).where(_claimable(now))).one()
+    leased = conn.execute(
+        select(func.count()).where(j.c.runnable.is_(True), j.c.lease_expires_at >= now)
+    ).scalar_one()
+    return Backlog(waiting=int(waiting[0]), oldest_due=waiting[1], leased=int(leased))
