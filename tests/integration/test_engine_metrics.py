@@ -105,6 +105,24 @@ def test_expired_leases_and_reclaims_are_counted(db: Database) -> None:
     assert totals["outcomes"] == {"Work": {"done": 1}}
 
 
+def test_an_expired_lease_taken_over_before_any_reaper_is_an_expiry_and_a_reclaim(db: Database) -> None:
+    seed_mesh(db)
+    write_tree(db, 1, parallel=False)
+    clock = FixedClock(NOW)
+    lost = engine_for(db, Recorder(), clock, lease=timedelta(seconds=10))
+    with db.write() as conn:
+        assert engine_store.claim(conn, lost.owner, clock.now(), timedelta(seconds=10)) is not None
+    clock.advance(11)
+    taker = engine_for(db, Recorder(), clock, lease=timedelta(seconds=10))
+    assert taker.run_once()  # claims the expired lease directly
+    assert taker.reap() == 0
+    taker.heartbeat()
+    totals = read_figures(db, clock.now(), LIVE).totals
+    assert totals["lease_expiries"] == 1
+    assert totals["reclaims"] == {"Work": 1}
+    assert totals["claims"] == {"Work": 1}
+
+
 def test_waiting_leased_and_oldest_age_of_the_backlog(db: Database) -> None:
     seed_mesh(db)
     write_tree(db, 3, parallel=True)

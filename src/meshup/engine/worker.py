@@ -113,6 +113,8 @@ class Engine:
         if leaf is None:
             return False
         self.stats.claimed(leaf.type, after_expiry=leaf.after_expiry)
+        if leaf.took_expired_lease:  # taken over before any reaper released it: counted here
+            self.stats.leases_expired(1)
         with self.db.write() as conn:  # a separate commit from the claim keeps lock order root→leaf
             engine_store.lock_tree(conn, leaf.root_id)
             if not engine_store.lock_leaf(conn, leaf.id, self.owner):

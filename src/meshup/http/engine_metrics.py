@@ -164,7 +164,7 @@ def _counters(totals: dict[str, Any]) -> Iterator[Metric]:
     yield reclaims
     yield CounterMetricFamily(
         "meshup_engine_lease_expiries",
-        "Expired leases the reaper released (a worker died or stalled holding them).",
+        "Expired leases: released by a reaper, or taken over by a claim first (a worker died or stalled).",
         value=totals.get("lease_expiries", 0),
     )
     yield CounterMetricFamily(

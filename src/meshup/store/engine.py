@@ -34,7 +34,8 @@ class ClaimedLeaf:
     mesh_id: str
     project_id: str
     account_id: str  # of the mesh: whose clusters the step acts on
-    after_expiry: bool = False  # the reaper released an earlier claim of this leaf: a reclaim
+    after_expiry: bool = False  # an earlier claim of this leaf expired: this one is a reclaim
+    took_expired_lease: bool = False  # ...and the reaper had not released it (an expiry to count)
 
 
 def _claimable(now: datetime) -> Any:
@@ -50,12 +51,23 @@ _account_of_mesh = select(t.meshes.c.account_id).where(t.meshes.c.id == j.c.mesh
 
 
 def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
-    candidate = select(j.c.id).where(_claimable(now)).order_by(j.c.run_after).limit(1)
+    """Lease the leaf that has been due longest. The candidate is read (and row-locked, skipping
+    rows other workers are claiming) before it is leased, so the claim knows whether it takes over
+    an expired lease: one the reaper released, or one nobody released yet (its owner is still set)."""
+    candidate = (
+        select(j.c.id, j.c.lease_owner, j.c.lease_expired)
+        .where(_claimable(now))
+        .order_by(j.c.run_after)
+        .limit(1)
+    )
     if conn.dialect.name == "postgresql":
         candidate = candidate.with_for_update(skip_locked=True)
+    found = conn.execute(candidate).first()
+    if found is None:
+        return None
     stmt = (
         update(j)
-        .where(j.c.id == candidate.scalar_subquery())
+        .where(j.c.id == found.id)
         .where(_claimable(now))
         .values(lease_owner=owner, lease_expires_at=now + lease, attempt=j.c.attempt + 1)
         .returning(
@@ -68,12 +80,12 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
             j.c.mesh_id,
             j.c.project_id,
             _account_of_mesh.label("account_id"),
-            j.c.lease_expired,
         )
     )
     row = conn.execute(stmt).first()
     if row is None:
         return None
+    unreleased = found.lease_owner is not None  # an expired lease the reaper has not released yet
     return ClaimedLeaf(
         id=row.id,
         root_id=row.root_id,
@@ -84,7 +96,8 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         mesh_id=row.mesh_id,
         project_id=row.project_id,
         account_id=str(row.account_id or ""),
-        after_expiry=bool(row.lease_expired),
+        after_expiry=bool(found.lease_expired) or unreleased,
+        took_expired_lease=unreleased,
     )
 
 
