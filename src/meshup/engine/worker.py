@@ -8,6 +8,9 @@ checks the lease is still ours, stores the outcome, re-derives the ancestors, ma
 runnable and, when the root is done, tells its owner (upgrade task, mesh). A crash anywhere loses
 nothing: a step whose outcome was not recorded runs again, and drivers make that repeated request
 converge.
+
+Each engine counts what it does (``engine.stats``) and stores the figures with its heartbeat, so
+that /metrics of any API process can report the work of every worker process.
 """
 
 from __future__ import annotations
