@@ -28,6 +28,7 @@ from meshup.drivers.simulated_timing import SimTiming
 from meshup.engine.worker import Engine, EngineConfig, RootFinished, WorkerPool, schedule
 from meshup.errors import AuthenticationFailed, InvalidRequest, MeshupError, MethodNotAllowed, NotFound
 from meshup.http import ops
+from meshup.http.engine_metrics import EngineCollector
 from meshup.http.envelopes import echo
 from meshup.http.errors import error_response
 from meshup.http.fastpath import MeshJobFastPath
@@ -180,6 +181,9 @@ def allowed_methods(app: FastAPI, path: str) -> str:
 
 def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:
     rt = runtime or build_runtime(settings, clock=clock)
+    rt.metrics.registry.register(
+        EngineCollector.for_database(rt.db, rt.clock, live_within=settings.lease_seconds)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

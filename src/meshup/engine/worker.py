@@ -8,14 +8,19 @@ checks the lease is still ours, stores the outcome, re-derives the ancestors, ma
 runnable and, when the root is done, tells its owner (upgrade task, mesh). A crash anywhere loses
 nothing: a step whose outcome was not recorded runs again, and drivers make that repeated request
 converge.
+
+Each engine counts what it does (``engine.stats``) and stores the figures with its heartbeat, so
+that /metrics of any API process can report the work of every worker process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,10 +31,12 @@ from sqlalchemy import Connection
 from meshup.clock import Clock, FixedClock
 from meshup.drivers.base import ClusterDriver, ClusterDrivers
 from meshup.engine.outcome import Done, Fail, Outcome, StepContext, Wait
+from meshup.engine.stats import EngineStats, combine, empty
 from meshup.errors import Unavailable
 from meshup.jobs.model import JobNode, Phase, assemble
 from meshup.jobs.scheduling import rederive_ancestors, runnable_leaves
 from meshup.store import engine as engine_store
+from meshup.store import worker_stats
 from meshup.timefmt import as_utc
 
 log = logging.getLogger("meshup.engine")
@@ -52,6 +59,8 @@ class EngineConfig:
     max_attempts: int = 5
     retry_backoff: float = 1.0
     reap_interval: float = 5.0
+    # A worker silent this long is folded into the retired figures (it then no longer shows as stale).
+    worker_retention: timedelta = timedelta(minutes=15)
 
 
 def new_owner_id() -> str:
@@ -92,6 +101,10 @@ class Engine:
         self.owner = owner or new_owner_id()
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
+        self.stats = EngineStats()
+        self._started: datetime | None = None
+        self._stored: dict[str, Any] | None = None  # the figures of the last heartbeat written
+        self._baseline: dict[str, Any] = empty()  # figures already folded into the retired row
 
     # -- one leaf ------------------------------------------------------------------------------
 
@@ -102,6 +115,9 @@ class Engine:
             leaf = engine_store.claim(conn, self.owner, now, self.config.lease)
         if leaf is None:
             return False
+        self.stats.claimed(leaf.type, after_expiry=leaf.after_expiry)
+        if leaf.took_expired_lease:  # taken over before any reaper released it: counted here
+            self.stats.leases_expired(1)
         with self.db.write() as conn:  # a separate commit from the claim keeps lock order root→leaf
             engine_store.lock_tree(conn, leaf.root_id)
             if not engine_store.lock_leaf(conn, leaf.id, self.owner):
@@ -111,20 +127,28 @@ class Engine:
         with self._lock:
             self._in_flight.add(leaf.id)
         try:
+            began = time.monotonic()
             try:
                 outcome = self._run_step(leaf)  # no connection held: the driver opens its own
             except Unavailable:
+                self._count_run(leaf.type, began, "error")
                 log.warning("database unavailable while running job %s; its lease will expire", leaf.id)
                 return True
             except Exception as exc:
+                self._count_run(leaf.type, began, "error")
                 log.exception("step %s of job %s raised", leaf.type, leaf.id)
                 self._record_crash(leaf, exc)
                 return True
+            self.stats.ran(leaf.type, time.monotonic() - began)
             self._finish(leaf, outcome)
         finally:
             with self._lock:
                 self._in_flight.discard(leaf.id)
         return True
+
+    def _count_run(self, job_type: str, began: float, outcome: str) -> None:
+        self.stats.ran(job_type, time.monotonic() - began)
+        self.stats.outcome(job_type, outcome)
 
     def _run_step(self, leaf: engine_store.ClaimedLeaf) -> Outcome:
         step = self.steps.get(leaf.type)
@@ -146,8 +170,10 @@ class Engine:
                 engine_store.lock_tree(conn, leaf.root_id)
                 if not engine_store.lock_leaf(conn, leaf.id, self.owner):
                     log.warning("lease on job %s was lost; another worker has it", leaf.id)
+                    self.stats.outcome(leaf.type, "lost")
                     return
                 self._record(conn, leaf, outcome, self.clock.now())
+            self.stats.outcome(leaf.type, _outcome_name(outcome))
         except Unavailable:
             log.warning("database unavailable while finishing job %s; its lease will expire", leaf.id)
         except Exception as exc:
@@ -212,11 +238,48 @@ class Engine:
     # -- housekeeping --------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
+        """Extend the leases of the leaves in flight, and store this worker's figures with its
+        heartbeat (what every API process's /metrics adds up)."""
         with self._lock:
             in_flight = list(self._in_flight)
+        now = self.clock.now()
         if in_flight:
             with self.db.write() as conn:
-                engine_store.extend_leases(conn, self.owner, in_flight, self.clock.now() + self.config.lease)
+                engine_store.extend_leases(conn, self.owner, in_flight, now + self.config.lease)
+        self.stats.heartbeat()
+        self._started = self._started or now
+        with self.db.write() as conn:
+            stored = combine(self.stats.snapshot(), self._baseline, -1)
+            if not self._beat(conn, stored, now) and self._stored is not None:
+                # Our row was retired while we were silent: what it held is in the retired figures.
+                self._baseline = combine(self._baseline, self._stored)
+                stored = combine(self.stats.snapshot(), self._baseline, -1)
+                self._beat(conn, stored, now)
+        self._stored = stored
+
+    def _beat(self, conn: Connection, stored: dict[str, Any], now: datetime) -> bool:
+        assert self._started is not None
+        return worker_stats.beat(
+            conn,
+            self.owner,
+            stored,
+            now,
+            host=socket.gethostname()[:255],
+            pid=os.getpid(),
+            started=self._started,
+        )
+
+    def retire(self, *, owners: list[str] | None = None, silent_since: datetime | None = None) -> int:
+        """Fold workers' rows into the retired figures (one transaction; the sums stay the same):
+        this worker's own when it stops, and those of workers silent since ``silent_since``."""
+        with self.db.write() as conn:
+            retired = worker_stats.lock_retired(conn, empty())
+            gone = worker_stats.lock_retiring(conn, owners=owners or [], silent_since=silent_since)
+            for _owner, figures in gone:
+                retired = combine(retired, figures)
+            if gone:
+                worker_stats.replace_retired(conn, retired, [owner for owner, _ in gone])
+        return len(gone)
 
     def reap(self) -> int:
         """Release expired leases, one tree per transaction, taking the tree lock first like
@@ -228,7 +291,9 @@ class Engine:
         for job_id, root_id in expired:
             with self.db.write() as conn:
                 engine_store.lock_tree(conn, root_id)
-                released += engine_store.release_expired(conn, job_id, now)
+                count = engine_store.release_expired(conn, job_id, now)
+            released += count
+            self.stats.leases_expired(count)
         return released
 
     def run_until_idle(self, max_leaves: int = 100_000) -> int:
@@ -263,6 +328,10 @@ class WorkerPool:
         self._workers: list[threading.Thread] = []
 
     def start(self) -> None:
+        try:
+            self.engine.heartbeat()  # shows as a live worker at once
+        except Exception:
+            log.warning("could not write the first worker heartbeat; retrying with the next", exc_info=True)
         for index in range(self.threads):
             thread = threading.Thread(target=self._work, name=f"meshup-worker-{index}", daemon=True)
             thread.start()
@@ -296,6 +365,8 @@ class WorkerPool:
                     reaped = self.engine.reap()
                     if reaped:
                         log.info("reaped %d expired leases", reaped)
+                    silent_since = self.engine.clock.now() - self.engine.config.worker_retention
+                    self.engine.retire(silent_since=silent_since)
                     last_reap = elapsed
             except Exception:
                 log.exception("worker housekeeping error")
@@ -305,3 +376,14 @@ class WorkerPool:
         self._stop.set()
         for thread in self._workers:
             thread.join(timeout)
+        try:  # a drained worker's figures go to the retired row at once (it is not "stale")
+            self.engine.heartbeat()
+            self.engine.retire(owners=[self.engine.owner])
+        except Exception:
+            log.warning("could not retire this worker's figures; they retire after a silence", exc_info=True)
+
+
+def _outcome_name(outcome: Outcome) -> str:
+    if isinstance(outcome, Done):
+        return "done"
+    return "failed" if isinstance(outcome, Fail) else "wait"

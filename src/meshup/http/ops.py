@@ -53,7 +53,8 @@ async def readyz(request: Request) -> Response:
     },
 )
 async def metrics(request: Request) -> Response:
-    return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE)
+    # Engine metrics query the database: render in a thread, off the event loop.
+    return Response(await run_in_threadpool(runtime(request).metrics.render), media_type=CONTENT_TYPE)
 
 
 def install_openapi(app: FastAPI) -> None:

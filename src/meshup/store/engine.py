@@ -34,6 +34,8 @@ class ClaimedLeaf:
     mesh_id: str
     project_id: str
     account_id: str  # of the mesh: whose clusters the step acts on
+    after_expiry: bool = False  # an earlier claim of this leaf expired: this one is a reclaim
+    took_expired_lease: bool = False  # ...and the reaper had not released it (an expiry to count)
 
 
 def _claimable(now: datetime) -> Any:
@@ -49,12 +51,23 @@ _account_of_mesh = select(t.meshes.c.account_id).where(t.meshes.c.id == j.c.mesh
 
 
 def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
-    candidate = select(j.c.id).where(_claimable(now)).order_by(j.c.run_after).limit(1)
+    """Lease the leaf that has been due longest. The candidate is read (and row-locked, skipping
+    rows other workers are claiming) before it is leased, so the claim knows whether it takes over
+    an expired lease: one the reaper released, or one nobody released yet (its owner is still set)."""
+    candidate = (
+        select(j.c.id, j.c.lease_owner, j.c.lease_expired)
+        .where(_claimable(now))
+        .order_by(j.c.run_after)
+        .limit(1)
+    )
     if conn.dialect.name == "postgresql":
         candidate = candidate.with_for_update(skip_locked=True)
+    found = conn.execute(candidate).first()
+    if found is None:
+        return None
     stmt = (
         update(j)
-        .where(j.c.id == candidate.scalar_subquery())
+        .where(j.c.id == found.id)
         .where(_claimable(now))
         .values(lease_owner=owner, lease_expires_at=now + lease, attempt=j.c.attempt + 1)
         .returning(
@@ -72,6 +85,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
     row = conn.execute(stmt).first()
     if row is None:
         return None
+    unreleased = found.lease_owner is not None  # an expired lease the reaper has not released yet
     return ClaimedLeaf(
         id=row.id,
         root_id=row.root_id,
@@ -82,6 +96,8 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         mesh_id=row.mesh_id,
         project_id=row.project_id,
         account_id=str(row.account_id or ""),
+        after_expiry=bool(found.lease_expired) or unreleased,
+        took_expired_lease=unreleased,
     )
 
 
@@ -90,7 +106,12 @@ def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
     conn.execute(
         update(j)
         .where(j.c.id == job_id)
-        .values(phase="Running", started_at=func.coalesce(j.c.started_at, now), updated_at=now)
+        .values(
+            phase="Running",
+            started_at=func.coalesce(j.c.started_at, now),
+            updated_at=now,
+            lease_expired=False,  # the reclaim was counted at the claim
+        )
     )
 
 
@@ -135,7 +156,7 @@ def release_expired(conn: Connection, job_id: str, now: datetime) -> int:
     result = conn.execute(
         update(j)
         .where(j.c.id == job_id, j.c.runnable.is_(True), j.c.lease_expires_at < now)
-        .values(lease_owner=None, lease_expires_at=None)
+        .values(lease_owner=None, lease_expires_at=None, lease_expired=True)
     )
     return int(result.rowcount or 0)
 
@@ -231,3 +252,33 @@ def cancel_tree(conn: Connection, root_id: str) -> None:
         .where(j.c.root_id == root_id, j.c.runnable.is_(True), j.c.phase == "Initializing")
         .values(runnable=False, run_after=None)
     )
+
+
+# -- scrape-time figures (engine metrics) -----------------------------------------------------------
+
+
+def jobs_by_type_and_phase(conn: Connection) -> list[tuple[str, str, int]]:
+    rows = conn.execute(select(j.c.type, j.c.phase, func.count()).group_by(j.c.type, j.c.phase)).all()
+    return [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
+
+
+def tasks_by_phase(conn: Connection) -> list[tuple[str, int]]:
+    u = t.upgrade_tasks
+    rows = conn.execute(select(u.c.phase, func.count()).group_by(u.c.phase)).all()
+    return [(str(row[0]), int(row[1])) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    waiting: int  # runnable leaves due now that no live lease holds
+    oldest_due: datetime | None  # the earliest due time among them
+    leased: int  # runnable leaves a worker holds a live lease on (running, or about to)
+
+
+def backlog(conn: Connection, now: datetime) -> Backlog:
+    """Read through the partial runnable index: cheap however many jobs are stored."""
+    waiting = conn.execute(select(func.count(), func.min(j.c.run_after)).where(_claimable(now))).one()
+    leased = conn.execute(
+        select(func.count()).where(j.c.runnable.is_(True), j.c.lease_expires_at >= now)
+    ).scalar_one()
+    return Backlog(waiting=int(waiting[0]), oldest_due=waiting[1], leased=int(leased))

@@ -230,6 +230,9 @@ jobs = Table(
     Column("result", JSON, nullable=True),
     # True while a leaf may be claimed by a worker (queued, waiting, or leased and running).
     Column("runnable", Boolean, nullable=False, default=False),
+    # Set when the reaper released an expired lease, cleared when the leaf starts again: the claim
+    # in between is a reclaim (engine metrics).
+    Column("lease_expired", Boolean, nullable=False, default=False),
     Index("ix_jobs_root_id", "root_id"),
     Index("ix_jobs_mesh_id", "mesh_id"),
     # Partial: only the handful of runnable leaves are indexed, however many jobs are stored.
@@ -266,4 +269,17 @@ upgrade_tasks = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Index("ix_upgrade_tasks_mesh_id", "mesh_id"),
+)
+
+# One row per worker process (its heartbeat and cumulative engine counters, see engine.stats),
+# plus one "retired" row holding the figures of every worker that has stopped.
+worker_stats = Table(
+    "worker_stats",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", TS, nullable=True),
+    Column("heartbeat_at", TS, nullable=True),
+    Column("stats", JSON, nullable=False),
 )
