@@ -156,7 +156,7 @@ def test_denials_unknown_meshes_and_scope(server: ServerProcess) -> None:
     unknown = signed(
         server, "PUT", f"/v2/meshes/{MESH_NS}/injection", NINA, injection_body(["nope"], restart=False)
     )
-    assert (unknown.status_code, unknown.json()["errorCode"]) == INVALID
+    assert (unknown.status_code, unknown.json()["errorCode"]) == NOT_FOUND
     assert "is not a namespace of cluster n1" not in unknown.json()["errorMsg"]
     assert "nope is not a namespace of the clusters of mesh mesh-ns" in unknown.json()["errorMsg"]
     # an unscoped token names no project: the path has none either

@@ -135,7 +135,7 @@ def test_with_aksk_signatures(fuzzed: ServerProcess) -> None:
         fuzzed,
         "aksk",
         parameters={"project_id": PROJECT, "job_id": SHOP_JOB, "mesh_id": SHOP_MESH},
-        env={"MESHUP_FUZZ_AK": ak, "MESHUP_FUZZ_SK": sk},
+        env={"MESHUP_FUZZ_AK": ak, "MESHUP_FUZZ_SK": sk, "MESHUP_FUZZ_PROJECT_ID": PROJECT},
     )
 
 

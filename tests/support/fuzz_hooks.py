@@ -18,9 +18,10 @@ from meshup.iam.signing import sign
 
 
 class SdkSignature(requests.auth.AuthBase):
-    def __init__(self, ak: str, sk: str) -> None:
+    def __init__(self, ak: str, sk: str, project_id: str = "") -> None:
         self.ak = ak
         self.sk = sk
+        self.project_id = project_id
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         assert request.url is not None and request.method is not None
@@ -28,6 +29,9 @@ class SdkSignature(requests.auth.AuthBase):
         request.headers["Host"] = urlsplit(request.url).netloc
         request.headers["X-Sdk-Date"] = date
         signed = {"Host": request.headers["Host"], "X-Sdk-Date": date}
+        if self.project_id:  # the official SDK always sends (and signs) the project it was given
+            request.headers["X-Project-Id"] = self.project_id
+            signed["X-Project-Id"] = self.project_id
         if "Content-Type" in request.headers:
             signed["Content-Type"] = str(request.headers["Content-Type"])
         body = request.body or b""
@@ -41,7 +45,11 @@ class SdkSignature(requests.auth.AuthBase):
 
 if os.environ.get("MESHUP_FUZZ_AK") and os.environ.get("MESHUP_FUZZ_SK"):
     schemathesis.auth.set_from_requests(  # type: ignore[attr-defined]
-        SdkSignature(os.environ["MESHUP_FUZZ_AK"], os.environ["MESHUP_FUZZ_SK"])
+        SdkSignature(
+            os.environ["MESHUP_FUZZ_AK"],
+            os.environ["MESHUP_FUZZ_SK"],
+            os.environ.get("MESHUP_FUZZ_PROJECT_ID", ""),
+        )
     )
 
 

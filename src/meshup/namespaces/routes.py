@@ -3,7 +3,9 @@ APIs (docs/namespace-api.md). The path names no project: it comes from the crede
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from meshup.http.handlers import body_of, document, operation
@@ -56,7 +58,11 @@ async def list_namespaces(mesh_id: str, request: Request) -> Response:
     },
     openapi_extra=operation(actions.GET_NAMESPACE),
 )
-async def get_injection(mesh_id: str, request: Request, clusterId: str | None = None) -> Response:
+async def get_injection(
+    mesh_id: str,
+    request: Request,
+    clusterId: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> Response:
     service = _service(request)
     found = await call_in_scope(
         request,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from meshup.clock import Clock
 from meshup.drivers.base import ClusterDriver, ClusterDrivers, ClusterFacts, Refused, Requester, revision_of
-from meshup.errors import Conflict, InvalidRequest, NotFound, shown
+from meshup.errors import Conflict, NotFound, shown
 from meshup.iam import actions
 from meshup.iam.resources import mesh_facts
 from meshup.iam.service import Caller, IdentityService
@@ -79,7 +79,8 @@ class NamespaceService:
         for name in change.inject:
             if name not in known:
                 where = f"cluster {clusters[0]}" if change.cluster_id else f"the clusters of mesh {mesh.name}"
-                raise InvalidRequest(f"InjectNamespaces: {shown(name)} is not a namespace of {where}")
+                # A name that refers to nothing is 404, like an unknown mesh: what exists is data.
+                raise NotFound(f"InjectNamespaces: {shown(name)} is not a namespace of {where}")
         revisions = _revisions(mesh, task)
         asker_id = str(uuid.uuid4())  # one request: a driver may record it as one job
         try:
@@ -143,7 +144,7 @@ class NamespaceService:
                 raise Conflict(f"mesh {mesh.name} has no cluster")
             return mesh.cluster_ids[0]
         if cluster_id not in mesh.cluster_ids:
-            raise InvalidRequest(f"clusterId: {shown(cluster_id)} is not a cluster of mesh {mesh.name}")
+            raise NotFound(f"clusterId: {shown(cluster_id)} is not a cluster of mesh {mesh.name}")
         return cluster_id
 
     def _visible(
