@@ -31,6 +31,15 @@ class Settings:
     workers: int = 2  # engine worker threads in this process; 0 = none (API only)
     sim_speed: float = 1.0  # simulated-cluster time factor: 0 = instant, 0.5 = twice as fast
     lease_seconds: float = 30.0
+    clock: str = "system"  # the simulated clock at start: system or manual (control API)
+    control_api: str = "auto"  # on, off, or auto: on only when listening on loopback
+    control_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.clock not in ("system", "manual"):
+            raise ValueError(f"clock must be system or manual, not {self.clock!r}")
+        if self.control_api not in ("on", "off", "auto"):
+            raise ValueError(f"control API must be on, off or auto, not {self.control_api!r}")
 
     @property
     def advertised_url(self) -> str:
@@ -70,6 +79,9 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         "MESHUP_WORKERS": ("workers", int),
         "MESHUP_SIM_SPEED": ("sim_speed", float),
         "MESHUP_LEASE_SECONDS": ("lease_seconds", float),
+        "MESHUP_CLOCK": ("clock", str),
+        "MESHUP_CONTROL_API": ("control_api", str),
+        "MESHUP_CONTROL_TOKEN": ("control_token", str),
     }
     for variable, (name, convert) in simple.items():
         raw = env.get(variable)
