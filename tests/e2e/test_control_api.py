@@ -4,6 +4,8 @@ and who may call it."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -336,3 +338,60 @@ def test_faults_at_run_time(server: ServerProcess, control: ControlClient) -> No
     with pytest.raises(ControlError) as info:
         control.delete_fault(added["id"])
     assert info.value.status == 404
+
+
+# --- meshup admin and serve --ephemeral ---------------------------------------------------------
+
+
+def admin(server: ServerProcess, *args: str, token: str = TOKEN) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meshup.cli",
+            "admin",
+            "--endpoint",
+            server.url,
+            "--control-token",
+            token,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_meshup_admin_commands(server: ServerProcess, tmp_path: Path) -> None:
+    assert json.loads(admin(server, "clock").stdout)["mode"] == "manual"
+    added = json.loads(
+        admin(server, "fault", "add", "k2", "InstallGateways", "--times", "2", "--reason", "r").stdout
+    )
+    listed = json.loads(admin(server, "fault", "list", "--cluster", "k2").stdout)
+    assert [(f["id"], f["times"], f["reason"]) for f in listed] == [(added["id"], 2, "r")]
+    assert admin(server, "snapshot", "save", "one").returncode == 0
+    assert [s["name"] for s in json.loads(admin(server, "snapshot", "list").stdout)] == ["one"]
+    assert json.loads(admin(server, "reset").stdout)["to"] == "start"
+    assert json.loads(admin(server, "fault", "list", "--cluster", "k2").stdout) == []
+    assert admin(server, "snapshot", "restore", "one").returncode == 0
+    assert len(json.loads(admin(server, "fault", "list", "--cluster", "k2").stdout)) == 1
+    assert json.loads(admin(server, "advance", "30").stdout)["leaves"] == 0
+    assert "leaves" in json.loads(admin(server, "run-until-idle").stdout)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"accounts": [{"name": 1}]}')
+    refused = admin(server, "seed", str(bad))
+    assert refused.returncode == 1
+    assert "accounts[0].name" in refused.stderr
+    wrong = admin(server, "clock", token="nope")
+    assert wrong.returncode == 1
+    assert "control token" in wrong.stderr
+
+
+def test_ephemeral_server_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshup.testing import MeshupServer
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with MeshupServer() as server:
+        assert list(tmp_path.glob("meshup-ephemeral-*/meshup.db"))
+        assert server.control.clock()["mode"] == "manual"
+    assert list(tmp_path.glob("meshup-ephemeral-*")) == []
