@@ -20,8 +20,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from meshup import __version__
-from meshup.clock import Clock, SystemClock
+from meshup.clock import Clock, ControlledClock, SystemClock
 from meshup.config import Settings
+from meshup.control.setup import install_control
 from meshup.drivers.base import ClusterDrivers
 from meshup.drivers.simulated import SimulatedDrivers
 from meshup.drivers.simulated_timing import SimTiming
@@ -95,11 +96,15 @@ def build_runtime(
     db: Database | None = None,
     drivers: ClusterDrivers | None = None,
 ) -> Runtime:
-    """Everything wired; ``drivers`` defaults to simulated clusters in the database."""
+    """Everything wired; ``drivers`` defaults to simulated clusters in the database.
+
+    Without a ``clock``, IAM follows the system clock and everything else (engine, services,
+    simulated clusters) a :class:`ControlledClock` the control API can stop and move."""
+    sim: Clock = clock or ControlledClock(manual=settings.clock == "manual")
     clock = clock or SystemClock()
     db = db or Database(settings.database_url)
     db.migrate()
-    drivers = drivers or SimulatedDrivers(db, clock, SimTiming(speed=settings.sim_speed))
+    drivers = drivers or SimulatedDrivers(db, sim, SimTiming(speed=settings.sim_speed))
     master_key = load_master_key(settings, db)
     identity = IdentityService(master_key, clock, clock_skew=settings.clock_skew)
     login = LoginService(
@@ -117,11 +122,11 @@ def build_runtime(
         ),
     )
     units = UnitOfWorkFactory(db)
-    upgrades = UpgradeService(identity, units, drivers=drivers, scheduler=schedule_in, clock=clock)
-    meshes = MeshService(identity, units, drivers=drivers, scheduler=schedule_in, clock=clock)
+    upgrades = UpgradeService(identity, units, drivers=drivers, scheduler=schedule_in, clock=sim)
+    meshes = MeshService(identity, units, drivers=drivers, scheduler=schedule_in, clock=sim)
     engine = Engine(
         db,
-        clock,
+        sim,
         EngineConfig(lease=timedelta(seconds=settings.lease_seconds)),
         steps=STEPS,
         drivers=drivers,
@@ -254,6 +259,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.include_router(namespace_routes.router)
     app.include_router(iam_routes.router)
     app.include_router(ops.router)
+    install_control(app, rt)
     ops.install_openapi(app)
     # Outermost: request ids, metrics and the access log for everything, the fast path included.
     wrapped = RequestContextMiddleware(

@@ -135,11 +135,16 @@ def create_demo_if_empty(db: Database, master_key: MasterKey, clock: Clock) -> D
     return credentials
 
 
-def write_credentials_file(path: Path, credentials: DemoCredentials, endpoint: str) -> None:
-    """Mode 0600 from the first byte: the file holds a password and a secret key."""
+def write_credentials_file(
+    path: Path, credentials: DemoCredentials, endpoint: str, *, control_token: str | None = None
+) -> None:
+    """Mode 0600 from the first byte: the file holds a password, a secret key, the control token."""
+    document = credentials.as_json(endpoint)
+    if control_token is not None:
+        document["controlToken"] = control_token
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(credentials.as_json(endpoint), handle, indent=2)
+        json.dump(document, handle, indent=2)
         handle.write("\n")
     os.chmod(path, 0o600)

@@ -11,6 +11,7 @@ import typer
 import uvicorn
 
 from meshup import __version__
+from meshup.client.admin import admin_cli
 from meshup.client.commands import job_cli, mesh_cli, upgrade_cli
 from meshup.config import Settings, from_environment
 
@@ -24,6 +25,7 @@ cli.add_typer(seed_cli, name="seed")
 cli.add_typer(mesh_cli, name="mesh")
 cli.add_typer(upgrade_cli, name="upgrade")
 cli.add_typer(job_cli, name="job")
+cli.add_typer(admin_cli, name="admin")
 
 DatabaseOption = Annotated[
     str | None,
@@ -103,6 +105,18 @@ def serve(
             help="Time for a request head to arrive, else the connection closes (default 15; env MESHUP_HEAD_TIMEOUT_SECONDS)."
         ),
     ] = None,
+    ephemeral: Annotated[
+        bool, typer.Option("--ephemeral", help="A temporary SQLite database and key, deleted at exit.")
+    ] = False,
+    clock: Annotated[
+        str | None, typer.Option(help="Simulated clock at start: system or manual (env MESHUP_CLOCK).")
+    ] = None,
+    control_api: Annotated[
+        str | None, typer.Option(help="/meshup-api/: on, off, auto = loopback only (env MESHUP_CONTROL_API).")
+    ] = None,
+    control_token: Annotated[
+        str | None, typer.Option(help="Token the control API requires (env MESHUP_CONTROL_TOKEN).")
+    ] = None,
 ) -> None:
     """Run the API server with embedded workers (SQLite and simulated clusters by default)."""
     from meshup.app import build_runtime, create_app, key_file_for
@@ -113,7 +127,14 @@ def serve(
     from meshup.seed.schema import SeedError, load_seed
     from meshup.store.db import sqlite_path
 
+    if ephemeral:
+        from meshup.control.ephemeral import ephemeral_store
+
+        database_url, master_key_file = ephemeral_store()
     settings = _settings(
+        clock=clock,
+        control_api=control_api,
+        control_token=control_token,
         host=host,
         port=port,
         database_url=database_url,
@@ -156,8 +177,9 @@ def serve(
             target = (
                 database.parent if database else key_file_for(settings).parent
             ) / "meshup-credentials.json"
-            write_credentials_file(target, demo, settings.advertised_url)
-            _print_first_start(settings, demo, target)
+            token = _control_token(settings, master_key)
+            write_credentials_file(target, demo, settings.advertised_url, control_token=token)
+            _print_first_start(settings, demo, target, token)
     app = create_app(settings, runtime=rt)
     if not _is_loopback(settings.host):
         typer.echo(
@@ -195,7 +217,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _print_first_start(settings: Settings, demo: object, path: Path) -> None:
+def _control_token(settings: Settings, master_key: object) -> str | None:
+    from meshup.control.access import control_api_enabled
+    from meshup.control.setup import control_token
+    from meshup.iam.secrets import MasterKey
+
+    assert isinstance(master_key, MasterKey)
+    return (
+        control_token(settings, master_key)
+        if control_api_enabled(settings.control_api, settings.host)
+        else None
+    )
+
+
+def _print_first_start(settings: Settings, demo: object, path: Path, control_token: str | None) -> None:
     from meshup.bootstrap import DemoCredentials
 
     assert isinstance(demo, DemoCredentials)
@@ -211,6 +246,11 @@ def _print_first_start(settings: Settings, demo: object, path: Path) -> None:
                 f"  root user         {demo.user}  password {demo.password}",
                 f"  access key        {demo.access_key}",
                 f"  secret key        {demo.secret_key}",
+                *(
+                    [f"  control token     {control_token}  (X-Meshup-Control-Token, /meshup-api/)"]
+                    if control_token
+                    else []
+                ),
                 "",
                 "First call (token):",
                 f"  curl -si {url}/v3/auth/tokens -H 'Content-Type: application/json' -d "

@@ -41,12 +41,19 @@ class Settings:
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
     head_timeout_seconds: float = 15.0
+    clock: str = "system"  # the simulated clock at start: system or manual (control API)
+    control_api: str = "auto"  # on, off, or auto: on only when listening on loopback
+    control_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("max_header_line_bytes", "max_header_bytes", "max_headers", "head_timeout_seconds"):
             if not getattr(self, name) > 0:
                 flag, variable = name.replace("_", "-"), f"MESHUP_{name.upper()}"
                 raise ValueError(f"--{flag} / {variable} must be positive")
+        if self.clock not in ("system", "manual"):
+            raise ValueError(f"clock must be system or manual, not {self.clock!r}")
+        if self.control_api not in ("on", "off", "auto"):
+            raise ValueError(f"control API must be on, off or auto, not {self.control_api!r}")
 
     @property
     def advertised_url(self) -> str:
@@ -108,6 +115,9 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         "MESHUP_MAX_HEADER_BYTES": ("max_header_bytes", int),
         "MESHUP_MAX_HEADERS": ("max_headers", int),
         "MESHUP_HEAD_TIMEOUT_SECONDS": ("head_timeout_seconds", float),
+        "MESHUP_CLOCK": ("clock", str),
+        "MESHUP_CONTROL_API": ("control_api", str),
+        "MESHUP_CONTROL_TOKEN": ("control_token", str),
     }
     for variable, (name, convert) in simple.items():
         raw = env.get(variable)

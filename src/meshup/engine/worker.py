@@ -21,14 +21,15 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
-from meshup.clock import Clock, FixedClock
+from meshup.clock import Clock, jumpable
 from meshup.drivers.base import ClusterDriver, ClusterDrivers
 from meshup.engine.outcome import Done, Fail, Outcome, StepContext, Wait
 from meshup.engine.stats import EngineStats, combine, empty
@@ -105,6 +106,7 @@ class Engine:
         self._started: datetime | None = None
         self._stored: dict[str, Any] | None = None  # the figures of the last heartbeat written
         self._baseline: dict[str, Any] = empty()  # figures already folded into the retired row
+        self.gate = WorkerGate()
 
     # -- one leaf ------------------------------------------------------------------------------
 
@@ -297,7 +299,7 @@ class Engine:
         return released
 
     def run_until_idle(self, max_leaves: int = 100_000) -> int:
-        """Run everything to the end without sleeping: a FixedClock jumps to the next due leaf."""
+        """Run everything to the end without sleeping: a manual clock jumps to the next due leaf."""
         processed = 0
         while processed < max_leaves:
             if self.run_once():
@@ -307,15 +309,55 @@ class Engine:
                 wake = engine_store.next_wake(conn)
             if wake is None:
                 return processed
-            if not isinstance(self.clock, FixedClock):
-                raise RuntimeError("run_until_idle with pending timed work needs a FixedClock")
+            clock = jumpable(self.clock)
+            if clock is None:
+                raise RuntimeError("run_until_idle with pending timed work needs a manual clock")
             due = as_utc(wake)
-            if due > self.clock.now():
-                self.clock.set(due)
+            if due > clock.now():
+                clock.set(due)
             else:
                 # Due but not claimable: leased by another owner; let the lease run out.
-                self.clock.advance(self.config.lease.total_seconds())
+                clock.advance(self.config.lease.total_seconds())
         raise RuntimeError(f"engine did not go idle within {max_leaves} leaves")
+
+
+class WorkerGate:
+    """Lets the control API hold this process's workers: while held they claim nothing, and
+    :meth:`held` waits for the steps in flight to be recorded before its block runs."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holders = 0
+        self._active = 0
+
+    def enter(self) -> bool:
+        """A worker may start a round; False while held (then it must not call :meth:`leave`)."""
+        with self._cond:
+            if self._holders:
+                return False
+            self._active += 1
+            return True
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._cond:
+            self._holders += 1
+            try:
+                self._cond.wait_for(lambda: self._active == 0)
+            except BaseException:
+                self._holders -= 1
+                raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holders -= 1
+                self._cond.notify_all()
 
 
 class WorkerPool:
@@ -341,14 +383,19 @@ class WorkerPool:
         self._workers.append(keeper)
 
     def _work(self) -> None:
+        gate = self.engine.gate
         while not self._stop.is_set():
-            try:
-                busy = self.engine.run_once()
-            except Unavailable:
-                busy = False
-            except Exception:
-                log.exception("worker loop error")
-                busy = False
+            busy = False
+            if gate.enter():
+                try:
+                    busy = self.engine.run_once()
+                except Unavailable:
+                    busy = False
+                except Exception:
+                    log.exception("worker loop error")
+                    busy = False
+                finally:
+                    gate.leave()
             if not busy:
                 self._stop.wait(self.engine.config.poll_interval)
 
@@ -359,6 +406,8 @@ class WorkerPool:
         elapsed = 0.0
         while not self._stop.wait(interval):
             elapsed += interval
+            if not self.engine.gate.enter():
+                continue
             try:
                 self.engine.heartbeat()
                 if elapsed - last_reap >= self.engine.config.reap_interval:
@@ -370,6 +419,8 @@ class WorkerPool:
                     last_reap = elapsed
             except Exception:
                 log.exception("worker housekeeping error")
+            finally:
+                self.engine.gate.leave()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; steps in flight finish (their leases are released by finishing)."""
