@@ -55,7 +55,8 @@ def control(server: ServerProcess) -> Iterator[ControlClient]:
 
 
 def dump(server: ServerProcess) -> dict[str, list[str]]:
-    """Every row of every table but ``epochs`` (cache counters), sorted: the whole state."""
+    """Every row of every table but ``epochs`` and ``worker_stats`` (cache counters and worker
+    telemetry, which move only forward), sorted: the whole state."""
     db = Database(server.database_url)
     try:
         with db.read() as conn:
@@ -65,7 +66,7 @@ def dump(server: ServerProcess) -> dict[str, list[str]]:
                     for row in conn.execute(select(table)).mappings()
                 )
                 for table in t.metadata.sorted_tables
-                if table.name != "epochs"
+                if table.name not in ("epochs", "worker_stats")
             }
     finally:
         db.dispose()

@@ -2,8 +2,9 @@
 
 Restoring deletes all rows and inserts the snapshot's, table by table in foreign-key order, in one
 transaction; the same code serves SQLite and PostgreSQL. Not captured: ``epochs`` (cache
-counters only ever move forward, so every process drops what it cached) and ``settings`` (the
-master-key check belongs to the database, not to its contents).
+counters only ever move forward, so every process drops what it cached), ``settings`` (the
+master-key check belongs to the database, not to its contents) and ``worker_stats`` (the running
+workers' counters behind /metrics: telemetry of processes, which must keep counting up).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import Connection, Integer, Table, delete, func, insert, select,
 from meshup.store import identity as identity_store
 from meshup.store import tables as t
 
-KEPT = frozenset({t.epochs.name, t.settings.name})
+KEPT = frozenset({t.epochs.name, t.settings.name, t.worker_stats.name})
 
 
 def _tables() -> list[Table]:
