@@ -18,6 +18,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from meshup import __version__
+from meshup.audit import routes as audit_routes
+from meshup.audit.service import AuditService
 from meshup.clock import Clock, SystemClock
 from meshup.config import Settings
 from meshup.drivers.base import ClusterDrivers
@@ -119,6 +121,8 @@ def build_runtime(
             {OWNER: upgrades.on_step_finished, MESH_OWNER: meshes.on_lifecycle_finished}
         ),
     )
+    audit = AuditService(identity, units, clock, retention_days=settings.audit_retention_days)
+    audit.purge()
     return Runtime(
         settings=settings,
         db=db,
@@ -130,6 +134,7 @@ def build_runtime(
         upgrades=upgrades,
         meshes=meshes,
         engine=engine,
+        audit=audit,
     )
 
 
@@ -158,7 +163,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        pool = WorkerPool(rt.engine, settings.workers) if settings.workers > 0 else None
+        pool = (
+            WorkerPool(rt.engine, settings.workers, chores=[rt.audit.purge]) if settings.workers > 0 else None
+        )
         if pool is not None:
             pool.start()
         try:
@@ -215,6 +222,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.include_router(upgrade_routes.router)
     app.include_router(mesh_routes.router)
     app.include_router(iam_routes.router)
+    app.include_router(audit_routes.router)
     app.include_router(ops.router)
     ops.install_openapi(app)
     # Outermost: request ids, metrics and the access log for everything, the fast path included.

@@ -274,7 +274,7 @@ def worker(
     except MasterKeyError as exc:
         typer.echo(f"meshup: {exc}", err=True)
         raise typer.Exit(2) from exc
-    pool = WorkerPool(rt.engine, max(1, settings.workers))
+    pool = WorkerPool(rt.engine, max(1, settings.workers), chores=[rt.audit.purge])
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

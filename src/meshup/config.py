@@ -31,6 +31,7 @@ class Settings:
     workers: int = 2  # engine worker threads in this process; 0 = none (API only)
     sim_speed: float = 1.0  # simulated-cluster time factor: 0 = instant, 0.5 = twice as fast
     lease_seconds: float = 30.0
+    audit_retention_days: int = 7  # traces older than this are purged; 0 keeps them forever
 
     @property
     def advertised_url(self) -> str:
@@ -70,6 +71,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         "MESHUP_WORKERS": ("workers", int),
         "MESHUP_SIM_SPEED": ("sim_speed", float),
         "MESHUP_LEASE_SECONDS": ("lease_seconds", float),
+        "MESHUP_AUDIT_RETENTION_DAYS": ("audit_retention_days", int),
     }
     for variable, (name, convert) in simple.items():
         raw = env.get(variable)

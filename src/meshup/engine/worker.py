@@ -16,7 +16,7 @@ import logging
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -256,9 +256,10 @@ class Engine:
 class WorkerPool:
     """``threads`` workers of one engine in this process, plus heartbeat and reaper; drains on stop."""
 
-    def __init__(self, engine: Engine, threads: int) -> None:
+    def __init__(self, engine: Engine, threads: int, *, chores: Sequence[Callable[[], object]] = ()) -> None:
         self.engine = engine
         self.threads = max(1, threads)
+        self.chores = tuple(chores)  # periodic work of other parts (the audit trail's retention)
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
 
@@ -297,6 +298,8 @@ class WorkerPool:
                     if reaped:
                         log.info("reaped %d expired leases", reaped)
                     last_reap = elapsed
+                    for chore in self.chores:
+                        chore()
             except Exception:
                 log.exception("worker housekeeping error")
 

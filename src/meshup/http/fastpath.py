@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meshup.errors import AuthenticationFailed, MeshupError
 from meshup.http.errors import error_response
+from meshup.http.handlers import DENIALS, record_denial
 from meshup.http.runtime import Runtime
+from meshup.iam.actions import GET_UPGRADE_JOB
 from meshup.iam.service import CacheMiss, IncomingRequest
 from meshup.jobs.service import JOB_ID
 from meshup.store.hot import HotReader
@@ -82,4 +85,18 @@ class MeshJobFastPath:
             response = error_response(
                 exc, path=scope["path"], request_id=str(state.get("request_id", "")), metrics=rt.metrics
             )
+            if response.status_code in DENIALS:  # audited, like every denied call
+                await run_in_threadpool(
+                    record_denial, rt, request, exc, **_audited(scope, project_id, job_id)
+                )
             return response.status_code, bytes(response.body)
+
+
+def _audited(scope: Scope, project_id: str, job_id: str) -> dict[str, Any]:
+    return {
+        "template": ROUTE.path,
+        "path_params": {"job_id": job_id},
+        "project_id": project_id,
+        "request_id": str(scope.get("state", {}).get("request_id", "")),
+        "action": GET_UPGRADE_JOB,
+    }

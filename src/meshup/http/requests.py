@@ -49,6 +49,11 @@ def note_caller(request: Request, caller: Caller) -> None:
     request.scope.setdefault("state", {})["principal"] = caller.principal.label
 
 
+def source_ip(request: Request) -> str:
+    client = request.scope.get("client")
+    return str(client[0]) if client else ""
+
+
 def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 

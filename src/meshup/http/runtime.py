@@ -16,6 +16,7 @@ from meshup.jobs.service import JobService
 from meshup.store.db import Database
 
 if TYPE_CHECKING:
+    from meshup.audit.service import AuditService
     from meshup.engine.worker import Engine
     from meshup.meshes.service import MeshService
     from meshup.upgrades.service import UpgradeService
@@ -33,6 +34,7 @@ class Runtime:
     upgrades: UpgradeService
     meshes: MeshService
     engine: Engine
+    audit: AuditService
 
 
 def runtime(request: Request) -> Runtime:

@@ -21,6 +21,7 @@ __all__ = [
     "GET",
     "GET_UPGRADE_JOB",
     "LIST",
+    "LIST_TRACES",
     "MESH",
     "UPDATE",
     "UPGRADE",
@@ -86,6 +87,11 @@ ENDPOINTS: Mapping[tuple[str, str], Action] = MappingProxyType(
 )
 """(method, path template) -> action, for every endpoint of api contract §3. ``POST
 /mesh-upgrade`` names its mesh in the body and is authorised against that mesh."""
+
+
+LIST_TRACES = Action("cts:trace:list", "List", None, ())
+"""The Cloud Trace Service's action that lists the audit trail of a project (``GET
+/v3/{project_id}/traces``); project-level, so not part of the ASM catalogue above."""
 
 
 def mesh_urn(region: str, account_id: str, mesh_id: str) -> str:

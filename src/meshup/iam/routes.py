@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from meshup.errors import AuthenticationFailed, InvalidRequest
 from meshup.http.envelopes import json_response, keystone_error
-from meshup.http.requests import incoming, json_body, note_caller
+from meshup.http.requests import incoming, json_body, note_caller, request_id, source_ip
 from meshup.http.runtime import runtime
 from meshup.iam.login import IssuedToken, inspect_token, parse_login, token_body
 from meshup.iam.schemas import KeystoneError, ProjectList, TokenResponse
@@ -60,6 +60,7 @@ async def create_token(request: Request) -> Response:
                 return None, exc  # the failed-attempt counter must still be committed
 
     issued, failure = await run_in_threadpool(login)
+    await run_in_threadpool(rt.audit.login, login_request, issued, request_id(request), source_ip(request))
     if failure is not None or issued is None:
         failure = failure or AuthenticationFailed("authentication failed")
         rt.metrics.auth_failures.labels("password").inc()
