@@ -11,7 +11,7 @@ import typer
 import uvicorn
 
 from meshup import __version__
-from meshup.client.commands import job_cli, mesh_cli, upgrade_cli
+from meshup.client.commands import audit_cli, job_cli, mesh_cli, upgrade_cli
 from meshup.config import Settings, from_environment
 
 cli = typer.Typer(
@@ -24,6 +24,7 @@ cli.add_typer(seed_cli, name="seed")
 cli.add_typer(mesh_cli, name="mesh")
 cli.add_typer(upgrade_cli, name="upgrade")
 cli.add_typer(job_cli, name="job")
+cli.add_typer(audit_cli, name="audit")
 
 DatabaseOption = Annotated[
     str | None,

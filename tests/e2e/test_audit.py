@@ -4,7 +4,9 @@ login made with the official SDK and keystoneauth1; read back with the official 
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import yaml
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.http.http_config import HttpConfig
@@ -249,3 +252,33 @@ def test_an_unauthenticated_list_is_refused_and_traced(server: ServerProcess, st
     assert response.status_code == 401
     traces, _ = listed(server, trace_name="listTraces", trace_rating="warning")
     assert "401" in [t.code for t in traces]
+
+
+def cli(server: ServerProcess, tmp_path: Path, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+    from tests.e2e.test_cli_client import clean_env, run
+
+    ak, sk = KEYS[who]
+    env = clean_env(tmp_path) | {
+        "MESHUP_ENDPOINT": server.url,
+        "HUAWEICLOUD_SDK_AK": ak,
+        "HUAWEICLOUD_SDK_SK": sk,
+        "HUAWEICLOUD_SDK_PROJECT_ID": PROJECT,
+    }
+    return run(["audit", "list", *args], env, tmp_path)
+
+
+def test_meshup_audit_list(server: ServerProcess, story: dict[str, Any], tmp_path: Path) -> None:
+    mesh_id = story["mesh"]["metadata"]["uid"]
+    done = cli(server, tmp_path, "vera", "--resource-id", mesh_id, "--since", "1d", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    names = [(t["trace_name"], t["code"]) for t in json.loads(done.stdout)["traces"]]
+    assert ("createMesh", "201") in names and ("deleteMesh", "401") in names
+    done = cli(server, tmp_path, "vera", "--user-name", "nico", "--limit", "1", "-o", "yaml")
+    assert done.returncode == 0, done.stderr
+    listed_yaml = yaml.safe_load(done.stdout)
+    assert listed_yaml["meta_data"]["count"] == 1 and listed_yaml["traces"][0]["user"]["name"] == "nico"
+    table = cli(server, tmp_path, "vera", "--since", "2h")
+    assert table.returncode == 0, table.stderr
+    assert "createMesh" in table.stdout and "audit-admin" in table.stdout and "TRACE" in table.stdout
+    refused = cli(server, tmp_path, "nico")
+    assert refused.returncode == 3 and "cts:trace:list" in refused.stderr
