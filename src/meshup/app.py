@@ -122,7 +122,6 @@ def build_runtime(
         ),
     )
     audit = AuditService(identity, units, clock, retention_days=settings.audit_retention_days)
-    audit.purge()
     return Runtime(
         settings=settings,
         db=db,
