@@ -90,7 +90,7 @@ def test_a_trace_is_rolled_back_with_its_change(units: UnitOfWorkFactory) -> Non
 
 
 def test_a_trace_never_violates_a_constraint(units: UnitOfWorkFactory) -> None:
-    huge = "x" * 5000
+    huge = "x\x00\ud800" * 2000  # too long, a NUL (PostgreSQL refuses it), a lone surrogate
     wide = context(request_id=huge, source_ip=huge, user=TraceUser(id=huge, name=huge), action=huge)
     with units() as uow:
         uow.traces.add(wide.ended(NOW, 409, message=huge, resource_id=huge, resource_name="ü" * 500))
@@ -99,6 +99,7 @@ def test_a_trace_never_violates_a_constraint(units: UnitOfWorkFactory) -> None:
     with units(read_only=True) as uow:
         traces, _ = uow.traces.page(ACCOUNT, PROJECT, window())
     assert len(traces) == 2 and len(traces[0].message) == 512 and traces[0].trace_rating == "warning"
+    assert "\x00" not in traces[0].resource_id and traces[0].user.name.startswith("x\ufffd?")
 
 
 def test_pages_filters_and_visibility(units: UnitOfWorkFactory) -> None:

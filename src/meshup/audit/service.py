@@ -64,8 +64,10 @@ class AuditService:
                 trace = context.ended(now, code, message=message)
                 uow.traces.add(dataclasses.replace(trace, account_id=account_id))
                 uow.commit()
-        except Exception:
-            log.warning("could not record the trace of request %s", context.request_id, exc_info=True)
+        except Exception as exc:  # the database is unreachable: the answer stands as it is
+            log.warning(
+                "could not record the trace of request %s (%s)", context.request_id, type(exc).__name__
+            )
 
     def login(
         self, request: LoginRequest, issued: IssuedToken | None, request_id: str, source_ip: str
@@ -96,8 +98,8 @@ class AuditService:
                 trace = context.ended(now, code, message=message, resource_name=user.name)
                 uow.traces.add(trace)
                 uow.commit()
-        except Exception:
-            log.warning("could not record the login trace of request %s", request_id, exc_info=True)
+        except Exception as exc:
+            log.warning("could not record the login trace of request %s (%s)", request_id, type(exc).__name__)
 
     def _login_target(
         self, conn: Connection, request: LoginRequest, now: datetime

@@ -103,6 +103,8 @@ class TraceRepository:
 
 
 def _cut(value: str, length: int | None) -> str:
+    """Fit a value to its column: no NUL (PostgreSQL refuses it), only encodable text, cut."""
+    value = value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
     return value if length is None or len(value) <= length else value[:length]
 
 
