@@ -20,6 +20,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from meshup import __version__
+from meshup.audit import routes as audit_routes
+from meshup.audit.service import AuditService
 from meshup.clock import Clock, ControlledClock, SystemClock
 from meshup.config import Settings
 from meshup.control.setup import install_control
@@ -134,6 +136,7 @@ def build_runtime(
             {OWNER: upgrades.on_step_finished, MESH_OWNER: meshes.on_lifecycle_finished}
         ),
     )
+    audit = AuditService(identity, units, clock, retention_days=settings.audit_retention_days)
     return Runtime(
         settings=settings,
         db=db,
@@ -146,6 +149,7 @@ def build_runtime(
         meshes=meshes,
         engine=engine,
         namespaces=NamespaceService(identity, units, drivers=drivers, clock=clock),
+        audit=audit,
     )
 
 
@@ -192,7 +196,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        pool = WorkerPool(rt.engine, settings.workers) if settings.workers > 0 else None
+        pool = (
+            WorkerPool(rt.engine, settings.workers, chores=[rt.audit.purge]) if settings.workers > 0 else None
+        )
         if pool is not None:
             pool.start()
         try:
@@ -258,6 +264,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.include_router(mesh_routes.router)
     app.include_router(namespace_routes.router)
     app.include_router(iam_routes.router)
+    app.include_router(audit_routes.router)
     app.include_router(ops.router)
     install_control(app, rt)
     ops.install_openapi(app)

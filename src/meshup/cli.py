@@ -12,7 +12,7 @@ import uvicorn
 
 from meshup import __version__
 from meshup.client.admin import admin_cli
-from meshup.client.commands import job_cli, mesh_cli, upgrade_cli
+from meshup.client.commands import audit_cli, job_cli, mesh_cli, upgrade_cli
 from meshup.config import Settings, from_environment
 
 cli = typer.Typer(
@@ -26,6 +26,7 @@ cli.add_typer(mesh_cli, name="mesh")
 cli.add_typer(upgrade_cli, name="upgrade")
 cli.add_typer(job_cli, name="job")
 cli.add_typer(admin_cli, name="admin")
+cli.add_typer(audit_cli, name="audit")
 
 DatabaseOption = Annotated[
     str | None,
@@ -345,7 +346,7 @@ def worker(
     except MasterKeyError as exc:
         typer.echo(f"meshup: {exc}", err=True)
         raise typer.Exit(2) from exc
-    pool = WorkerPool(rt.engine, max(1, settings.workers))
+    pool = WorkerPool(rt.engine, max(1, settings.workers), chores=[rt.audit.purge])
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -55,6 +55,8 @@ class Settings:
         if self.control_api not in ("on", "off", "auto"):
             raise ValueError(f"control API must be on, off or auto, not {self.control_api!r}")
 
+    audit_retention_days: int = 7  # traces older than this are purged; 0 keeps them forever
+
     @property
     def advertised_url(self) -> str:
         if self.public_url:
@@ -118,6 +120,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         "MESHUP_CLOCK": ("clock", str),
         "MESHUP_CONTROL_API": ("control_api", str),
         "MESHUP_CONTROL_TOKEN": ("control_token", str),
+        "MESHUP_AUDIT_RETENTION_DAYS": ("audit_retention_days", int),
     }
     for variable, (name, convert) in simple.items():
         raw = env.get(variable)

@@ -9,6 +9,7 @@ and its ``SDK-HMAC-SHA256`` signature; password logins get a Keystone token from
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -226,6 +227,11 @@ class Api:
             ) from None
 
     # --- resources -------------------------------------------------------------------------------
+
+    def list_traces(self, filters: dict[str, str]) -> dict[str, Any]:
+        """CTS ``ListTraces``: ``{"traces": [...], "meta_data": {"count", "marker"}}``."""
+        query = urllib.parse.urlencode(filters)
+        return dict(self._call("GET", self._path("/v3/{project_id}/traces") + (f"?{query}" if query else "")))
 
     def list_meshes(self) -> dict[str, Any]:
         """The MeshList document (``items`` holds the meshes)."""

@@ -40,6 +40,7 @@ upgrade_cli = typer.Typer(
     help="Canary upgrade tasks: PreCheck → ControlPlaneUpgrade → DataPlaneUpgrade → Complete, or Rollback.",
     epilog=_EPILOG,
 )
+audit_cli = typer.Typer(no_args_is_help=True, help="The audit trail: who changed what, and what was refused.")
 job_cli = typer.Typer(
     no_args_is_help=True, help="Mesh jobs: show, watch live, wait for the end.", epilog=_EPILOG
 )
@@ -428,3 +429,56 @@ def job_wait(
     code = exit_code(final)
     if code:
         raise typer.Exit(code)
+
+
+# --- audit trail -----------------------------------------------------------------------------------
+
+_SPAN = re.compile(r"(\d+)([smhd])")
+_SPAN_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since_ms(text: str) -> int:
+    """``--since``: a span back from now (``90s``, ``30m``, ``2h``, ``7d``) or an RFC 3339 instant."""
+    from datetime import UTC, datetime
+
+    from meshup.timefmt import parse_rfc3339
+
+    span = _SPAN.fullmatch(text.strip())
+    if span is not None:
+        seconds = int(span.group(1)) * _SPAN_SECONDS[span.group(2)]
+        return int(datetime.now(UTC).timestamp() * 1000) - seconds * 1000
+    try:
+        return int(parse_rfc3339(text).timestamp() * 1000)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither a span like 30m, 2h, 7d nor an RFC 3339 time"
+        ) from None
+
+
+@audit_cli.command("list")
+@connection_options
+def audit_list(
+    output: OutputOption = Output.table,
+    since: Annotated[
+        str | None, typer.Option(help="Traces after: a span back from now (30m, 2h, 7d) or an RFC 3339 time.")
+    ] = None,
+    user_name: Annotated[
+        str | None, typer.Option("--user-name", help="Only traces of this user name.")
+    ] = None,
+    resource_id: Annotated[str | None, typer.Option(help="Only traces of this resource id.")] = None,
+    limit: Annotated[int, typer.Option(help="Traces to show at most (newest first).", min=1, max=200)] = 50,
+    *,
+    flags: ConnectionFlags,
+) -> None:
+    """List the project's recent traces (the last hour unless --since says otherwise)."""
+    from meshup.client.render import emit, trace_list_table
+
+    filters = {"trace_type": "system", "limit": str(limit)}
+    if since is not None:
+        filters["from"] = str(_since_ms(since))
+    if user_name is not None:
+        filters["user"] = user_name
+    if resource_id is not None:
+        filters["resource_id"] = resource_id
+    with _api(flags) as api:
+        emit(api.list_traces(filters), output.value, trace_list_table)

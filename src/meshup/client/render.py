@@ -141,3 +141,34 @@ def upgrade_table(task: dict[str, Any]) -> Table:
 
 def job_table(job: dict[str, Any]) -> RenderableType:
     return job_tree(job)
+
+
+def _clock(ms: Any) -> str:
+    """A trace's ``time`` (ms since the epoch) as RFC 3339 UTC."""
+    from datetime import UTC, datetime
+
+    if not isinstance(ms, int):
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trace_list_table(doc: dict[str, Any]) -> Table:
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    for column in ("TIME", "TRACE", "RATING", "CODE", "USER", "RESOURCE", "SOURCE IP"):
+        table.add_column(column, no_wrap=column in ("TIME", "TRACE"))
+    for trace in doc.get("traces") or []:
+        resource = " ".join(
+            str(v)
+            for v in (trace.get("resource_type"), trace.get("resource_name") or trace.get("resource_id"))
+            if v
+        )
+        table.add_row(
+            _clock(trace.get("time")),
+            _text(trace.get("trace_name")),
+            _text(trace.get("trace_rating")),
+            _text(trace.get("code")),
+            _text(_get(trace, "user", "name")),
+            _text(resource),
+            _text(trace.get("source_ip")),
+        )
+    return table

@@ -7,6 +7,7 @@ token no longer works, and the person is sent back to sign in.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,9 +20,10 @@ from meshup.console.api import ApiClient, ApiReply, segment
 from meshup.console.pages import BASE, Pages, harden
 from meshup.console.session import COOKIE_PATH, LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
 from meshup.console.tasks import HISTORY, TASKS_COOKIE, ListedTasks, RememberedTasks, TaskIndex
-from meshup.console.views import mesh_view, task_view, tree_rows, upgrade_targets
+from meshup.console.views import mesh_view, task_view, trace_view, tree_rows, upgrade_targets
 
 MAX_FORM_BYTES = 64 * 1024
+AUDIT_WINDOW_MS = 7 * 86_400_000  # the audit page shows a week (the default retention)
 SIGN_IN_NOTICES = {
     "expired": "Your session has expired. Sign in again.",
     "invalid": "Your session is no longer valid. Sign in again.",
@@ -148,6 +150,22 @@ def build_router(console: Console) -> APIRouter:
         items = reply.body.get("items", []) if isinstance(reply.body, dict) else []
         meshes = sorted((mesh_view(item) for item in items), key=lambda mesh: mesh.name)
         return visit.page("meshes.html", meshes=meshes, error=None)
+
+    @router.get("/audit")
+    async def audit(request: Request) -> Response:
+        """The project's recent traces, as the API lists them to this user (or its refusal)."""
+        visit = Visit(console, request)
+        if visit.session is None:
+            return visit.go(f"{BASE}/sign-in")
+        since = int(time.time() * 1000) - AUDIT_WINDOW_MS
+        try:
+            reply = await visit.call("GET", f"/v3/{visit.project}/traces?limit=100&from={since}")
+        except SignedOut as out:
+            return visit.to_sign_in(out.reason)
+        if not reply.ok:
+            return visit.problem(reply.status, reply.message)
+        traces = reply.body.get("traces", []) if isinstance(reply.body, dict) else []
+        return visit.page("audit.html", traces=[trace_view(trace) for trace in traces])
 
     def sign_in_page(
         visit: Visit, *, status: int = 200, error: str | None = None, form: dict[str, str] | None = None

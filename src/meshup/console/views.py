@@ -211,3 +211,37 @@ def tree_rows(job: Any, now: datetime | None = None) -> list[TreeRow]:
     if job is not None:
         visit(job, 0)
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class TraceView:
+    time: str
+    name: str
+    rating: str
+    code: str
+    user: str
+    resource: str
+    source_ip: str
+    message: str
+
+
+def trace_view(document: Any) -> TraceView:
+    """One CTS trace as a row of the audit page."""
+    trace = _dict(document)
+    millis = trace.get("time")
+    when = (
+        datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        if isinstance(millis, int)
+        else ""
+    )
+    resource = str(trace.get("resource_name") or trace.get("resource_id") or "")
+    return TraceView(
+        time=when,
+        name=str(trace.get("trace_name", "")),
+        rating=str(trace.get("trace_rating", "")),
+        code=str(trace.get("code", "")),
+        user=str(_dict(trace.get("user")).get("name", "")),
+        resource=f"{trace.get('resource_type', '')} {resource}".strip(),
+        source_ip=str(trace.get("source_ip", "")),
+        message=str(trace.get("message") or ""),
+    )

@@ -21,7 +21,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -363,9 +363,10 @@ class WorkerGate:
 class WorkerPool:
     """``threads`` workers of one engine in this process, plus heartbeat and reaper; drains on stop."""
 
-    def __init__(self, engine: Engine, threads: int) -> None:
+    def __init__(self, engine: Engine, threads: int, *, chores: Sequence[Callable[[], object]] = ()) -> None:
         self.engine = engine
         self.threads = max(1, threads)
+        self.chores = tuple(chores)  # periodic work of other parts (the audit trail's retention)
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
 
@@ -417,6 +418,8 @@ class WorkerPool:
                     silent_since = self.engine.clock.now() - self.engine.config.worker_retention
                     self.engine.retire(silent_since=silent_since)
                     last_reap = elapsed
+                    for chore in self.chores:
+                        chore()
             except Exception:
                 log.exception("worker housekeeping error")
             finally:

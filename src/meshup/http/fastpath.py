@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import re
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from meshup.errors import AuthenticationFailed, MeshupError
 from meshup.http.errors import error_response
-from meshup.http.requests import request_id
+from meshup.http.handlers import DENIALS, record_denial
+from meshup.http.requests import incoming_without_body, request_id
 from meshup.http.runtime import Runtime
+from meshup.iam.actions import GET_UPGRADE_JOB
 from meshup.jobs.routes import ROUTE, read_mesh_job
 
 MESH_JOB = re.compile(r"/v1/([^/]+)/mesh-job/([^/]+)")
@@ -49,6 +53,18 @@ class MeshJobFastPath:
             response = error_response(
                 exc, path=scope["path"], request_id=request_id(scope), metrics=self.rt.metrics
             )
+            if response.status_code in DENIALS and isinstance(exc, (MeshupError, AuthenticationFailed)):
+                await run_in_threadpool(  # audited, like every denied call
+                    record_denial,
+                    self.rt,
+                    incoming_without_body(scope),
+                    exc,
+                    template=ROUTE,
+                    path_params={"job_id": job_id},
+                    project_id=project_id,
+                    request_id=request_id(scope),
+                    action=GET_UPGRADE_JOB,
+                )
             await response(scope, receive, send)
             return
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]

@@ -68,6 +68,11 @@ def note_caller(of: Request | Scope, caller: Caller) -> None:
     _scope(of).setdefault("state", {})["principal"] = caller.principal.label
 
 
+def source_ip(request: Request) -> str:
+    client = request.scope.get("client")
+    return str(client[0]) if client else ""
+
+
 def request_id(of: Request | Scope) -> str:
     return str(_scope(of).get("state", {}).get("request_id", ""))
 

@@ -16,6 +16,7 @@ from meshup.jobs.service import JobService
 from meshup.store.db import Database
 
 if TYPE_CHECKING:
+    from meshup.audit.service import AuditService
     from meshup.engine.worker import Engine
     from meshup.meshes.service import MeshService
     from meshup.namespaces.service import NamespaceService
@@ -35,6 +36,7 @@ class Runtime:
     meshes: MeshService
     engine: Engine
     namespaces: NamespaceService
+    audit: AuditService
 
 
 def runtime(request: Request) -> Runtime:

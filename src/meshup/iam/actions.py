@@ -23,6 +23,7 @@ __all__ = [
     "GET_UPGRADE_JOB",
     "LIST",
     "LIST_NAMESPACES",
+    "LIST_TRACES",
     "MESH",
     "UPDATE",
     "UPDATE_NAMESPACE",
@@ -111,6 +112,11 @@ ENDPOINTS: Mapping[tuple[str, str], Action] = MappingProxyType(
 """(method, path template) -> action, for every endpoint of api contract §3, the namespace APIs
 (docs/namespace-api.md) and the task list. ``POST /mesh-upgrade`` names its mesh in the body and is
 authorised against that mesh; the task list is filtered by this action per task's mesh."""
+
+
+LIST_TRACES = Action("cts:trace:list", "List", None, ())
+"""The Cloud Trace Service's action that lists the audit trail of a project (``GET
+/v3/{project_id}/traces``); project-level, so not part of the ASM catalogue above."""
 
 
 def mesh_urn(region: str, account_id: str, mesh_id: str) -> str:

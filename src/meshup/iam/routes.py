@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meshup.errors import AuthenticationFailed, InvalidRequest
 from meshup.http.envelopes import json_response, keystone_error
-from meshup.http.requests import incoming, json_body, note_caller
+from meshup.http.requests import incoming, json_body, note_caller, request_id, source_ip
 from meshup.http.runtime import runtime
 from meshup.iam.login import LoginThrottled, inspect_token, parse_login, token_body
 from meshup.iam.schemas import KeystoneError, ProjectList, TokenResponse
@@ -62,6 +63,7 @@ async def create_token(request: Request) -> Response:
     except InvalidRequest as exc:
         return keystone_error(400, exc.message)
 
+    audit = (request_id(request), source_ip(request))
     try:
         issued = await rt.login.attempt(rt.db, login_request, client_address(request))
     except LoginThrottled as exc:
@@ -69,8 +71,10 @@ async def create_token(request: Request) -> Response:
         refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
     except AuthenticationFailed as failure:
+        await run_in_threadpool(rt.audit.login, login_request, None, *audit)
         rt.metrics.auth_failures.labels("password").inc()
         return keystone_error(401, failure.why)
+    await run_in_threadpool(rt.audit.login, login_request, issued, *audit)
     request.scope.setdefault("state", {})["principal"] = f"{issued.account.name}/{issued.user.name}"
     body_out = token_body(issued, issued.account, issued.user, issued.project, rt.settings.advertised_url)
     return json_response(body_out, 201, headers={"X-Subject-Token": issued.token})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from meshup.http.handlers import body_of, call, document, operation
+from meshup.http.handlers import body_of, call, change, document, operation
 from meshup.http.runtime import runtime
 from meshup.http.schemas import error_responses
 from meshup.iam import actions
@@ -35,11 +35,13 @@ router = APIRouter(tags=["meshes"])
 )
 async def create_mesh(project_id: str, request: Request) -> Response:
     meshes = runtime(request).meshes
-    mesh = await call(
+    mesh = await change(
         request,
         project_id,
         actions.CREATE,
-        lambda caller, data: meshes.create(caller, project_id, parse_create(body_of(data)), data.source_ip),
+        lambda caller, data, trace: meshes.create(
+            caller, project_id, parse_create(body_of(data)), data.source_ip, trace
+        ),
     )
     return document(render_mesh(mesh), 201)
 
@@ -95,12 +97,12 @@ async def show_mesh(project_id: str, mesh_id: str, request: Request) -> Response
 )
 async def update_mesh(project_id: str, mesh_id: str, request: Request) -> Response:
     meshes = runtime(request).meshes
-    mesh = await call(
+    mesh = await change(
         request,
         project_id,
         actions.UPDATE,
-        lambda caller, data: meshes.update_config(
-            caller, project_id, mesh_id, parse_update(body_of(data)), data.source_ip
+        lambda caller, data, trace: meshes.update_config(
+            caller, project_id, mesh_id, parse_update(body_of(data)), data.source_ip, trace
         ),
     )
     return document(render_mesh(mesh))
@@ -117,10 +119,10 @@ async def update_mesh(project_id: str, mesh_id: str, request: Request) -> Respon
 )
 async def delete_mesh(project_id: str, mesh_id: str, request: Request) -> Response:
     meshes = runtime(request).meshes
-    mesh = await call(
+    mesh = await change(
         request,
         project_id,
         actions.DELETE,
-        lambda caller, data: meshes.delete(caller, project_id, mesh_id, data.source_ip),
+        lambda caller, data, trace: meshes.delete(caller, project_id, mesh_id, data.source_ip, trace),
     )
     return document(render_mesh(mesh))

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from meshup.audit.model import TraceContext
 from meshup.clock import Clock
 from meshup.drivers.base import ClusterDrivers
 from meshup.errors import Conflict, Forbidden, InvalidRequest, NotFound, shown
@@ -47,7 +48,9 @@ class MeshService:
 
     # -- the API ---------------------------------------------------------------------------------
 
-    def create(self, caller: Caller, project_id: str, command: MeshCreate, ip: str) -> Mesh:
+    def create(
+        self, caller: Caller, project_id: str, command: MeshCreate, ip: str, trace: TraceContext | None = None
+    ) -> Mesh:
         self.identity.precheck(caller, actions.CREATE, project_id)
         self.identity.authorize(
             caller,
@@ -59,9 +62,11 @@ class MeshService:
             enterprise_project_id=command.enterprise_project_id,
         )
         account_id = caller.principal.account.id
-        return retry_lost_race(lambda: self._create(account_id, project_id, command))
+        return retry_lost_race(lambda: self._create(account_id, project_id, command, trace))
 
-    def _create(self, account_id: str, project_id: str, command: MeshCreate) -> Mesh:
+    def _create(
+        self, account_id: str, project_id: str, command: MeshCreate, trace: TraceContext | None
+    ) -> Mesh:
         now = self.clock.now()
         with self.uow() as uow:
             known = uow.enterprise_projects.ids(account_id) | {DEFAULT_ENTERPRISE_PROJECT}
@@ -102,6 +107,7 @@ class MeshService:
             mesh.job_id = tree.root_id
             uow.meshes.add(mesh)
             self._start(uow, mesh, tree, now)
+            _traced(uow, trace, mesh, now)
             uow.commit()
         return mesh
 
@@ -124,7 +130,13 @@ class MeshService:
             return self._visible(uow, caller, project_id, mesh_id, actions.GET, ip)
 
     def update_config(
-        self, caller: Caller, project_id: str, mesh_id: str, config: dict[str, Any], ip: str
+        self,
+        caller: Caller,
+        project_id: str,
+        mesh_id: str,
+        config: dict[str, Any],
+        ip: str,
+        trace: TraceContext | None = None,
     ) -> Mesh:
         self.identity.precheck(caller, actions.UPDATE, project_id)
         with self.uow() as uow:
@@ -132,10 +144,13 @@ class MeshService:
             mesh.config = config
             mesh.updated_at = self.clock.now()
             uow.meshes.save(mesh)
+            _traced(uow, trace, mesh, mesh.updated_at)
             uow.commit()
         return mesh
 
-    def delete(self, caller: Caller, project_id: str, mesh_id: str, ip: str) -> Mesh:
+    def delete(
+        self, caller: Caller, project_id: str, mesh_id: str, ip: str, trace: TraceContext | None = None
+    ) -> Mesh:
         self.identity.precheck(caller, actions.DELETE, project_id)
         now = self.clock.now()
         with self.uow() as uow:
@@ -160,11 +175,13 @@ class MeshService:
                 mesh.job_id = tree.root_id
                 uow.meshes.save(mesh)
                 self._start(uow, mesh, tree, now)
+                _traced(uow, trace, mesh, now)
                 uow.commit()
                 return mesh
             answer = dataclasses.replace(mesh)  # what the caller sees: Deleting, then it is gone
             mesh.deleted_at = now
             uow.meshes.save(mesh)
+            _traced(uow, trace, mesh, now)
             uow.commit()
         return answer
 
@@ -214,3 +231,9 @@ class MeshService:
             mesh.updated_at = now
             uow.meshes.save(mesh)
             uow.commit()
+
+
+def _traced(uow: UnitOfWork, trace: TraceContext | None, mesh: Mesh, now: datetime) -> None:
+    """The audit trace of a change, committed with it (or rolled back with it)."""
+    if trace is not None:
+        uow.traces.add(trace.succeeded(now, resource_id=mesh.id, resource_name=mesh.name))

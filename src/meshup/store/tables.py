@@ -283,3 +283,34 @@ worker_stats = Table(
     Column("heartbeat_at", TS, nullable=True),
     Column("stats", JSON, nullable=False),
 )
+
+# The audit trail (CTS traces). No foreign keys: a trace outlives what it names (a deleted mesh,
+# user or account), and inserting one must never fail the change it records.
+traces = Table(
+    "traces",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(32), nullable=False),
+    Column("project_id", String(32), nullable=True),  # NULL: account-wide (identity) events
+    Column("time", BigInteger, nullable=False),  # ms since the epoch, when the call was answered
+    Column("record_time", BigInteger, nullable=False),
+    Column("service_type", String(16), nullable=False),
+    Column("trace_name", String(64), nullable=False),
+    Column("trace_type", String(16), nullable=False),
+    Column("trace_rating", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(64), nullable=False),
+    Column("resource_name", String(64), nullable=False),
+    Column("code", String(8), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("source_ip", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("user_name", String(64), nullable=False),
+    Column("domain_id", String(64), nullable=False),
+    Column("domain_name", String(64), nullable=False),
+    Column("access_key_id", String(64), nullable=False),
+    Column("message", String(512), nullable=False),
+    Index("ix_traces_account_id", "account_id", "time"),
+    Index("ix_traces_time", "time"),
+)

@@ -24,6 +24,7 @@ from meshup.store.db import Database
 from meshup.store.errors import Collision
 from meshup.store.jobs import JobTreeRepository
 from meshup.store.meshes import MeshRepository
+from meshup.store.traces import TraceRepository
 from meshup.store.upgrades import UpgradeTaskRepository
 
 T = TypeVar("T")
@@ -34,6 +35,7 @@ class UnitOfWork:
     tasks: UpgradeTaskRepository
     jobs: JobTreeRepository
     enterprise_projects: EnterpriseProjectRepository
+    traces: TraceRepository
 
     def __init__(self, db: Database | None, *, read_only: bool = False, conn: Connection | None = None):
         self._db = db
@@ -61,6 +63,7 @@ class UnitOfWork:
         self.tasks = UpgradeTaskRepository(conn)
         self.jobs = JobTreeRepository(conn)
         self.enterprise_projects = EnterpriseProjectRepository(conn)
+        self.traces = TraceRepository(conn)
         return self
 
     def __exit__(

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from meshup.http.handlers import body_of, call, document, operation
+from meshup.http.handlers import body_of, call, change, document, operation
 from meshup.http.runtime import runtime
 from meshup.http.schemas import error_responses
 from meshup.iam.actions import UPGRADE
@@ -43,11 +43,13 @@ def _ok(status: int, text: str) -> dict[int | str, dict[str, Any]]:
 )
 async def create_task(project_id: str, request: Request) -> Response:
     upgrades = runtime(request).upgrades
-    task = await call(
+    task = await change(
         request,
         project_id,
         UPGRADE,
-        lambda caller, data: upgrades.create(caller, project_id, parse_create(body_of(data)), data.source_ip),
+        lambda caller, data, trace: upgrades.create(
+            caller, project_id, parse_create(body_of(data)), data.source_ip, trace
+        ),
     )
     return document(render_task(task), 201)
 
@@ -104,12 +106,12 @@ async def show_task(project_id: str, mesh_upgrade_id: str, request: Request) -> 
 )
 async def update_task(project_id: str, mesh_upgrade_id: str, request: Request) -> Response:
     upgrades = runtime(request).upgrades
-    task = await call(
+    task = await change(
         request,
         project_id,
         UPGRADE,
-        lambda caller, data: upgrades.update(
-            caller, project_id, mesh_upgrade_id, parse_change(body_of(data)), data.source_ip
+        lambda caller, data, trace: upgrades.update(
+            caller, project_id, mesh_upgrade_id, parse_change(body_of(data)), data.source_ip, trace
         ),
     )
     return document(render_task(task))
@@ -123,10 +125,12 @@ async def update_task(project_id: str, mesh_upgrade_id: str, request: Request) -
 )
 async def delete_task(project_id: str, mesh_upgrade_id: str, request: Request) -> Response:
     upgrades = runtime(request).upgrades
-    task = await call(
+    task = await change(
         request,
         project_id,
         UPGRADE,
-        lambda caller, data: upgrades.delete(caller, project_id, mesh_upgrade_id, data.source_ip),
+        lambda caller, data, trace: upgrades.delete(
+            caller, project_id, mesh_upgrade_id, data.source_ip, trace
+        ),
     )
     return document(render_task(task))

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from meshup.audit.model import TraceContext
 from meshup.clock import Clock
 from meshup.drivers.base import ClusterDrivers
 from meshup.errors import Conflict, Forbidden, InvalidRequest, NotFound, shown
@@ -105,11 +106,20 @@ class UpgradeService:
         more = start + query.limit < len(visible)
         return TaskPage(tuple(page), page[-1].id if more and page else None)
 
-    def create(self, caller: Caller, project_id: str, command: UpgradeCreate, ip: str) -> UpgradeTask:
+    def create(
+        self,
+        caller: Caller,
+        project_id: str,
+        command: UpgradeCreate,
+        ip: str,
+        trace: TraceContext | None = None,
+    ) -> UpgradeTask:
         self.identity.precheck(caller, actions.UPGRADE, project_id)
-        return retry_lost_race(lambda: self._create(caller, project_id, command, ip))
+        return retry_lost_race(lambda: self._create(caller, project_id, command, ip, trace))
 
-    def _create(self, caller: Caller, project_id: str, command: UpgradeCreate, ip: str) -> UpgradeTask:
+    def _create(
+        self, caller: Caller, project_id: str, command: UpgradeCreate, ip: str, trace: TraceContext | None
+    ) -> UpgradeTask:
         now = self.clock.now()
         with self.uow() as uow:
             mesh = uow.meshes.get(command.mesh_id, lock=True)  # one create at a time per mesh
@@ -155,17 +165,30 @@ class UpgradeService:
                 updated_at=now,
             )
             uow.tasks.add(task)  # a second active task of the mesh breaks a unique key: Collision
+            _traced(uow, trace, task, now)
             uow.commit()
         return task
 
     def update(
-        self, caller: Caller, project_id: str, task_id: str, change: UpgradeChange, ip: str
+        self,
+        caller: Caller,
+        project_id: str,
+        task_id: str,
+        change: UpgradeChange,
+        ip: str,
+        trace: TraceContext | None = None,
     ) -> UpgradeTask:
         self.identity.precheck(caller, actions.UPGRADE, project_id)
-        return retry_lost_race(lambda: self._update(caller, project_id, task_id, change, ip))
+        return retry_lost_race(lambda: self._update(caller, project_id, task_id, change, ip, trace))
 
     def _update(
-        self, caller: Caller, project_id: str, task_id: str, change: UpgradeChange, ip: str
+        self,
+        caller: Caller,
+        project_id: str,
+        task_id: str,
+        change: UpgradeChange,
+        ip: str,
+        trace: TraceContext | None,
     ) -> UpgradeTask:
         now = self.clock.now()
         with self.uow() as uow:
@@ -186,10 +209,13 @@ class UpgradeService:
                 mesh.phase = MeshPhase.UPGRADING if step in MUTATING else MeshPhase.ROLLING_BACK
                 mesh.reason, mesh.updated_at = "", now
                 uow.meshes.save(mesh)
+            _traced(uow, trace, task, now)
             uow.commit()
         return task
 
-    def delete(self, caller: Caller, project_id: str, task_id: str, ip: str) -> UpgradeTask:
+    def delete(
+        self, caller: Caller, project_id: str, task_id: str, ip: str, trace: TraceContext | None = None
+    ) -> UpgradeTask:
         self.identity.precheck(caller, actions.UPGRADE, project_id)
         with self.uow() as uow:
             task, _ = self._visible(uow, caller, project_id, task_id, ip, lock=True)
@@ -204,6 +230,7 @@ class UpgradeService:
                     "(a task can be deleted when Completed, RolledBack, or when it has run only pre-checks)"
                 )
             uow.tasks.delete(task.id)
+            _traced(uow, trace, task, self.clock.now())
             uow.commit()
         return task
 
@@ -277,3 +304,9 @@ class UpgradeService:
                 mesh.updated_at = now
                 uow.meshes.save(mesh)
             uow.commit()
+
+
+def _traced(uow: UnitOfWork, trace: TraceContext | None, task: UpgradeTask, now: datetime) -> None:
+    """The audit trace of a change, committed with it (or rolled back with it)."""
+    if trace is not None:
+        uow.traces.add(trace.succeeded(now, resource_id=task.id, resource_name=task.name))
