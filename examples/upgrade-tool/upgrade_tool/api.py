@@ -89,7 +89,9 @@ class AsmApi:
     def task(self, task_id: str) -> dict[str, Any]:
         return self._call("GET", TASK, {"mesh_upgrade_id": task_id})
 
-    def start_step(self, task: dict[str, Any], step: str, namespaces: list[str] | None = None) -> dict[str, Any]:
+    def start_step(
+        self, task: dict[str, Any], step: str, namespaces: list[str] | None = None
+    ) -> dict[str, Any]:
         """PUT the task as last read with a new ``currentStep``: that starts the step's job."""
         body = copy.deepcopy(task)
         body["spec"]["currentStep"] = {"step": step}
