@@ -12,6 +12,9 @@ from tests.support.conformance import ResponseChecker
 from tests.support.databases import database_url
 from tests.support.server import ServerProcess, start_server
 
+# A tool's own test project, run by test_pytest_plugin.py in a pytest process of its own.
+collect_ignore = ["plugin_project"]
+
 SEED = Path(__file__).with_name("seed.yaml")
 PROJECT = "0123456789abcdef0123456789abcdef"
 EU_PROJECT = "11111111111111111111111111111111"

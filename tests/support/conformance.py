@@ -123,7 +123,7 @@ class ResponseChecker:
                 return ["the body is not JSON although its Content-Type says so"]
         if status in GATEWAY_REFUSALS and isinstance(parsed, dict) and "error_code" in parsed:
             return doc.validate(doc.ref("GatewayError"), parsed)
-        identity = path.startswith("/v3")
+        identity = path == "/v3" or path.startswith(("/v3/auth/", "/v3/projects"))
         error_schema = doc.ref("KeystoneError") if identity else doc.ref("ServiceError")
         template = doc.template_of(path)
         if template is None:

@@ -13,8 +13,13 @@ from meshup.http.metrics import HttpMetrics, failure_reason
 log = logging.getLogger("meshup")
 
 
+def is_identity_path(path: str) -> bool:
+    """Keystone's own paths answer in Keystone's envelope; other /v3 APIs (CTS traces) do not."""
+    return path == "/v3" or path.startswith(("/v3/auth/", "/v3/projects"))
+
+
 def error_response(exc: Exception, *, path: str, request_id: str, metrics: HttpMetrics) -> Response:
-    identity = path.startswith("/v3")
+    identity = is_identity_path(path)
     if isinstance(exc, AuthenticationFailed):
         metrics.auth_failures.labels(failure_reason(exc.why)).inc()
         if identity:

@@ -14,6 +14,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshup.http.envelopes import keystone_body, service_body
+from meshup.http.errors import is_identity_path
 from meshup.http.metrics import HttpMetrics
 
 access_logger = logging.getLogger("meshup.access")
@@ -88,7 +89,7 @@ class RequestContextMiddleware:
                         "headers": [(b"content-type", b"application/json")],
                     }
                 )
-                body = _INTERNAL_KEYSTONE if path.startswith("/v3") else _INTERNAL
+                body = _INTERNAL_KEYSTONE if is_identity_path(path) else _INTERNAL
                 await send({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - started
