@@ -356,11 +356,22 @@ def test_job_wait_and_watch_exit_2_on_timeout(cli: Cli) -> None:
     assert "WaitControlPlaneReady cluster cli-stuck: Running" in watched.stdout
 
 
+def _job_reads(server: ServerProcess) -> int:
+    """How many mesh-job GETs the server's access log holds (a stream is one, logged at its end)."""
+    return server.log().count('"method":"GET","route":"/v1/{project_id}/mesh-job/{job_id}"')
+
+
 def test_job_watch_without_a_terminal_prints_one_line_per_change(cli: Cli) -> None:
     task = cli.json("upgrade", "start", "mesh-watch", "-t", TARGET, "--wait")["metadata"]["uid"]
     job = cli.json("upgrade", "step", task, "ControlPlaneUpgrade")["status"]["jobId"]
+    job_reads_before = _job_reads(cli.server)
     watched = cli("job", "watch", job, "--interval", "0.1")
     assert watched.returncode == 0, watched.stderr
+    # It followed the server's event stream: one request for the whole watch, not one per poll.
+    deadline = time.monotonic() + 5
+    while _job_reads(cli.server) == job_reads_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _job_reads(cli.server) == job_reads_before + 1
     lines = watched.stdout.splitlines()
     line = re.compile(
         r"(?P<type>[A-Za-z]+)(?: (?P<target>[^:]+))?: (?P<phase>Initializing|Running|Success|Failed)"

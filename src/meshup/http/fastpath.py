@@ -18,6 +18,7 @@ from meshup.http.handlers import DENIALS, record_denial
 from meshup.http.requests import incoming_without_body, request_id
 from meshup.http.runtime import Runtime
 from meshup.iam.actions import GET_UPGRADE_JOB
+from meshup.jobs.events import JobEvents, wants_events
 from meshup.jobs.routes import ROUTE, read_mesh_job
 
 MESH_JOB = re.compile(r"/v1/([^/]+)/mesh-job/([^/]+)")
@@ -36,12 +37,16 @@ class MeshJobFastPath:
     def __init__(self, app: ASGIApp, rt: Runtime) -> None:
         self.app = app
         self.rt = rt
+        self.events = JobEvents(rt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             match = MESH_JOB.fullmatch(scope["path"])
             if match is not None:
                 scope["route"] = _ROUTE
+                if wants_events(scope):  # live job events; a plain GET never gets here
+                    await self.events.answer(scope, receive, send, match.group(1), match.group(2))
+                    return
                 await self.answer(scope, receive, send, match.group(1), match.group(2))
                 return
         await self.app(scope, receive, send)

@@ -18,6 +18,14 @@ from meshup.jobs.schemas import MeshJob
 
 router = APIRouter(tags=["mesh jobs"])
 ROUTE = "/v1/{project_id}/mesh-job/{job_id}"
+EVENTS_DESCRIPTION = (
+    "meshup extension, with `Accept: text/event-stream`: live job events. Each event's `data` is "
+    "the job document this GET returns, sent whenever a node of the job's tree changes; `id` is "
+    "the tree's change marker (send it back as `Last-Event-ID` to get the document again only if "
+    "it changed since); `: keep-alive` comments every 15 s; an `error` event with the error "
+    "envelope ends a stream whose caller is no longer allowed. The stream ends after the job "
+    "reaches Success or Failed; 204 when the job has ended and `Last-Event-ID` is current."
+)
 
 
 async def read_mesh_job(rt: Runtime, scope: Scope, project_id: str, job_id: str) -> bytes:
@@ -37,7 +45,17 @@ async def read_mesh_job(rt: Runtime, scope: Scope, project_id: str, job_id: str)
     summary="Querying a Mesh Upgrade Task",
     response_model=None,
     responses={
-        200: {"model": MeshJob, "description": "The job and its subtree."},
+        200: {
+            "model": MeshJob,
+            "description": "The job and its subtree.",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "description": EVENTS_DESCRIPTION,
+                }
+            },
+        },
+        204: {"description": "Live job events only: the job has ended and `Last-Event-ID` is current."},
         **error_responses(401, 403, 404, 503),
     },
     openapi_extra={"x-iam-action": "asm:mesh:getUpgradeJob"},

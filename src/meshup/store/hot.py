@@ -52,6 +52,20 @@ SQLITE_TREE = _TREE.format(param="?", **{key: f"n.{key}_at" for key in _TIMES})
 POSTGRES_TREE = _TREE.format(param="%s", **{key: postgres_rfc3339(f"n.{key}_at") for key in _TIMES})
 EPOCH_SQL = "SELECT value FROM epochs WHERE name = 'iam'"
 
+# A job tree's change marker for live job events: the latest ``updated_at`` of its nodes (every
+# write of a node sets it; a parent's is its children's latest) with microseconds, and the node
+# count. Both databases give the same digits (SQLite's text with its separators dropped).
+_MARKER = """
+SELECT {latest}, count(*)
+FROM jobs AS t
+JOIN jobs AS n ON n.root_id = t.root_id
+WHERE t.id = {param}
+"""
+SQLITE_MARKER = _MARKER.format(param="?", latest="max(n.updated_at)")
+POSTGRES_MARKER = _MARKER.format(
+    param="%s", latest="to_char(max(n.updated_at) AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')"
+)
+
 _UNAVAILABLE = "the database is unreachable right now; retry shortly"
 
 
@@ -146,6 +160,18 @@ class HotReader:
             return _bundle(rows, _sqlite_nodes(rows))
         rows = await self._postgres(POSTGRES_TREE, (job_id,))
         return _bundle(rows, [WireNode(*row[4:]) for row in rows])
+
+    async def marker(self, job_id: str) -> str | None:
+        """The change marker of the tree holding ``job_id`` (None when no such job): it differs
+        whenever a node of the tree was written since, and grows as the tree changes."""
+        if self.db.is_sqlite:
+            rows = self._sqlite(SQLITE_MARKER, (job_id,))
+            latest = "".join(ch for ch in str(rows[0][0] or "") if ch.isdigit()) if rows else ""
+        else:
+            rows = await self._postgres(POSTGRES_MARKER, (job_id,))
+            latest = str(rows[0][0] or "") if rows else ""
+        count = int(rows[0][1]) if rows else 0
+        return f"{latest}-{count}" if count else None
 
     async def off_loop(self, read: Callable[[Connection], T]) -> T:
         """Run a read of the ordinary kind (SQLAlchemy, blocking) in a thread."""
