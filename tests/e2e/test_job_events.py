@@ -15,7 +15,7 @@ import pytest
 
 from meshup.client.sse import Event, parse_events
 from meshup.iam.signing import sign
-from tests.conftest import backends, postgres_base_url
+from tests.conftest import backends
 from tests.support.databases import database_url
 from tests.support.processes import ApiProcess, MeshupProcess, killing_all, meshup_env, worker_process
 from tests.support.server import ServerProcess, start_server
@@ -216,7 +216,7 @@ def server(
             workdir,
             url,
             seed=seed,
-            extra_args=["--sim-speed", "0.2", "--workers", "2"],
+            extra_args=["--sim-speed", "0.5", "--workers", "2"],
             extra_env={"MESHUP_SSE_KEEPALIVE_SECONDS": "0.3"},
         )
         try:
@@ -296,7 +296,7 @@ def test_one_stream_per_change_on_access_log(server: ServerProcess) -> None:
     assert logged["status"] == 200 and logged["durationMs"] > 100
 
 
-@pytest.mark.skipif(not postgres_base_url(), reason="needs PostgreSQL (MESHUP_TEST_POSTGRES_URL)")
+@pytest.mark.postgres
 def test_a_stream_on_one_api_process_sees_a_workers_change_within_a_second(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
