@@ -307,7 +307,7 @@ def test_a_stream_on_one_api_process_sees_a_workers_change_within_a_second(
         env = meshup_env(url, MASTER_KEY, lease_seconds=5)
         a = ApiProcess("api-a", env, workdir, seed=seed)
         b = ApiProcess("api-b", env, workdir)
-        worker = worker_process("worker", env, workdir, threads=2, sim_speed=0.2)
+        worker = worker_process("worker", env, workdir, threads=2, sim_speed=0.5)
         processes: list[MeshupProcess] = [a, b, worker]
         with killing_all(processes):
             a.start()
