@@ -267,6 +267,12 @@ def _print_first_start(settings: Settings, demo: object, path: Path, control_tok
                 '"upgradeStrategy":"Canary","targetVersion":"1.18.7-r5","targetType":"InCluster","currentStep":{"step":"PreCheck"}}}\'',
                 f"  then poll {url}/v1/{demo.project_id}/mesh-job/<status.jobId> and PUT the next currentStep.",
                 "",
+                f"Or with the command-line client (it reads {path.name} in this directory):",
+                f"  meshup upgrade start {demo.mesh_id} --target 1.18.7-r5 --wait",
+                "  meshup job watch <job-id>            # the job tree, live",
+                "",
+                f"Console: {url}/console  (account {demo.account}, user {demo.user}, the password above)",
+                "",
             ]
         ),
         err=True,
