@@ -107,7 +107,7 @@ class MeshService:
             mesh.job_id = tree.root_id
             uow.meshes.add(mesh)
             self._start(uow, mesh, tree, now)
-            _traced(uow, trace, mesh, now)
+            uow.traces.add_change(trace, now, resource_id=mesh.id, resource_name=mesh.name)
             uow.commit()
         return mesh
 
@@ -144,7 +144,7 @@ class MeshService:
             mesh.config = config
             mesh.updated_at = self.clock.now()
             uow.meshes.save(mesh)
-            _traced(uow, trace, mesh, mesh.updated_at)
+            uow.traces.add_change(trace, mesh.updated_at, resource_id=mesh.id, resource_name=mesh.name)
             uow.commit()
         return mesh
 
@@ -175,13 +175,13 @@ class MeshService:
                 mesh.job_id = tree.root_id
                 uow.meshes.save(mesh)
                 self._start(uow, mesh, tree, now)
-                _traced(uow, trace, mesh, now)
+                uow.traces.add_change(trace, now, resource_id=mesh.id, resource_name=mesh.name)
                 uow.commit()
                 return mesh
             answer = dataclasses.replace(mesh)  # what the caller sees: Deleting, then it is gone
             mesh.deleted_at = now
             uow.meshes.save(mesh)
-            _traced(uow, trace, mesh, now)
+            uow.traces.add_change(trace, now, resource_id=mesh.id, resource_name=mesh.name)
             uow.commit()
         return answer
 
@@ -231,9 +231,3 @@ class MeshService:
             mesh.updated_at = now
             uow.meshes.save(mesh)
             uow.commit()
-
-
-def _traced(uow: UnitOfWork, trace: TraceContext | None, mesh: Mesh, now: datetime) -> None:
-    """The audit trace of a change, committed with it (or rolled back with it)."""
-    if trace is not None:
-        uow.traces.add(trace.succeeded(now, resource_id=mesh.id, resource_name=mesh.name))

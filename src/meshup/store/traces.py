@@ -7,11 +7,12 @@ constraint, so it can never fail the change it is written with. Listing pages ne
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, delete, insert, or_, select
 
-from meshup.audit.model import Trace, TraceQuery, TraceUser
+from meshup.audit.model import Trace, TraceContext, TraceQuery, TraceUser
 from meshup.store import tables as t
 
 tr = t.traces
@@ -20,6 +21,14 @@ tr = t.traces
 class TraceRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    def add_change(
+        self, trace: TraceContext | None, now: datetime, *, resource_id: str, resource_name: str
+    ) -> None:
+        """The trace of a change a service makes, in the change's own transaction (None: untraced,
+        e.g. a change made by a test or the engine rather than an API call)."""
+        if trace is not None:
+            self.add(trace.succeeded(now, resource_id=resource_id, resource_name=resource_name))
 
     def add(self, trace: Trace) -> None:
         values: dict[str, Any] = {

@@ -165,7 +165,7 @@ class UpgradeService:
                 updated_at=now,
             )
             uow.tasks.add(task)  # a second active task of the mesh breaks a unique key: Collision
-            _traced(uow, trace, task, now)
+            uow.traces.add_change(trace, now, resource_id=task.id, resource_name=task.name)
             uow.commit()
         return task
 
@@ -209,7 +209,7 @@ class UpgradeService:
                 mesh.phase = MeshPhase.UPGRADING if step in MUTATING else MeshPhase.ROLLING_BACK
                 mesh.reason, mesh.updated_at = "", now
                 uow.meshes.save(mesh)
-            _traced(uow, trace, task, now)
+            uow.traces.add_change(trace, now, resource_id=task.id, resource_name=task.name)
             uow.commit()
         return task
 
@@ -230,7 +230,7 @@ class UpgradeService:
                     "(a task can be deleted when Completed, RolledBack, or when it has run only pre-checks)"
                 )
             uow.tasks.delete(task.id)
-            _traced(uow, trace, task, self.clock.now())
+            uow.traces.add_change(trace, self.clock.now(), resource_id=task.id, resource_name=task.name)
             uow.commit()
         return task
 
@@ -304,9 +304,3 @@ class UpgradeService:
                 mesh.updated_at = now
                 uow.meshes.save(mesh)
             uow.commit()
-
-
-def _traced(uow: UnitOfWork, trace: TraceContext | None, task: UpgradeTask, now: datetime) -> None:
-    """The audit trace of a change, committed with it (or rolled back with it)."""
-    if trace is not None:
-        uow.traces.add(trace.succeeded(now, resource_id=task.id, resource_name=task.name))
