@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from meshup.errors import InvalidRequest, shown
 from meshup.meshes.model import DEFAULT_ENTERPRISE_PROJECT, Mesh, MeshCluster, MeshCreate, MeshPhase, Tag
@@ -34,6 +34,19 @@ TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=
 TagValue = Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)]
 MapKey = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
 MapValue = Annotated[str, StringConstraints(max_length=256, pattern=NO_NUL)]
+# pydantic states a dict key's pattern as patternProperties, which lets any other key through in
+# JSON schema terms; the published schema says what the parser enforces: keys and values alike.
+StringMap = Annotated[
+    dict[MapKey, MapValue],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_MAP_ENTRIES,
+            "propertyNames": {"minLength": 1, "maxLength": 256, "pattern": NO_NUL},
+            "additionalProperties": {"type": "string", "maxLength": 256, "pattern": NO_NUL},
+        }
+    ),
+]
 EnterpriseProjectId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
 Version = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=NO_NUL)]
 
@@ -91,8 +104,8 @@ class MeshExtendParams(RequestModel):
 
 class MeshCreateMetadata(RequestModel):
     name: MeshName
-    annotations: dict[MapKey, MapValue] | None = Field(None, max_length=MAX_MAP_ENTRIES)
-    labels: dict[MapKey, MapValue] | None = Field(None, max_length=MAX_MAP_ENTRIES)
+    annotations: StringMap | None = Field(None, max_length=MAX_MAP_ENTRIES)
+    labels: StringMap | None = Field(None, max_length=MAX_MAP_ENTRIES)
 
 
 class MeshCreateSpec(RequestModel):
