@@ -28,6 +28,8 @@ import httpx
 import jsonschema
 import requests
 
+from meshup.http.errors import is_identity_path
+
 GATEWAY_REFUSALS = {400, 408, 414, 431}
 _PARAM = re.compile(r"\{[^/{}]+\}")
 
@@ -124,7 +126,7 @@ class ResponseChecker:
                 return ["the body is not JSON although its Content-Type says so"]
         if status in GATEWAY_REFUSALS and isinstance(parsed, dict) and "error_code" in parsed:
             return doc.validate(doc.ref("GatewayError"), parsed)
-        identity = path == "/v3" or path.startswith(("/v3/auth/", "/v3/projects"))
+        identity = is_identity_path(path)
         error_schema = doc.ref("KeystoneError") if identity else doc.ref("ServiceError")
         template = doc.template_of(path)
         if template is None:

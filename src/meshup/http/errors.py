@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from starlette.responses import Response
 
@@ -13,9 +14,12 @@ from meshup.http.metrics import HttpMetrics, failure_reason
 log = logging.getLogger("meshup")
 
 
+_TRACES = re.compile(r"/v3/[^/]+/traces(/.*)?")
+
+
 def is_identity_path(path: str) -> bool:
-    """Keystone's own paths answer in Keystone's envelope; other /v3 APIs (CTS traces) do not."""
-    return path == "/v3" or path.startswith(("/v3/auth/", "/v3/projects"))
+    """/v3 is Keystone's (its envelope, also for unknown paths there), except CTS's traces API."""
+    return path.startswith("/v3") and _TRACES.fullmatch(path) is None
 
 
 def error_response(exc: Exception, *, path: str, request_id: str, metrics: HttpMetrics) -> Response:
