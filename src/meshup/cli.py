@@ -204,6 +204,9 @@ def serve(
         access_log=False,
         server_header=False,
         proxy_headers=False,
+        # Open event streams would otherwise hold a SIGTERM until they end (up to an hour); after
+        # this grace the remaining connections close and the workers drain as usual.
+        timeout_graceful_shutdown=10,
     )
 
 
