@@ -2,11 +2,13 @@
 
 Every server runs under the same server software (uvicorn, one process, uvloop + httptools) on
 this machine and is loaded by wrk over loopback in the same run, so the ratios are what matter on
-a noisy machine. meshup serves an IAM user whose only policy allows asm:mesh:getUpgradeJob under
-StringEquals g:ResourceTag/team = payments, authenticated by AK/SK signature and by token, with N
-stored jobs. ``--compare-ref`` also serves the code of another git revision (its ``src/``, taken
-with ``git archive``, run by this interpreter) on its own database, so one run prints bare,
-before and after.
+a noisy machine. meshup runs with ``meshup serve``'s defaults (embedded engine workers on, the
+access log on, written to a file as a deployment would) and serves an IAM user whose only policy
+allows asm:mesh:getUpgradeJob under StringEquals g:ResourceTag/team = payments, authenticated by
+AK/SK signature and by token, a 12-node job tree among N stored jobs. ``--access-log on off``
+serves the same database a second time with the access log off. ``--compare-ref`` also serves
+the code of another git revision (its ``src/``, taken with ``git archive``, run by this
+interpreter) on its own database, so one run prints bare, before and after.
 
     python bench/mesh_job.py                       # 1,000 and 100,000 stored jobs, SQLite
     python bench/mesh_job.py --jobs 1000 --duration 5 --compare-ref main
@@ -37,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import orjson
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +60,6 @@ SERVE = [
     "-m",
     "meshup.cli",
     "serve",
-    "--no-worker",
-    "--no-access-log",
     "--log-level",
     "warning",
 ]
@@ -112,8 +113,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# A job tree as an upgrade step makes one: a root, 3 clusters' subjobs, 8 leaves (12 nodes).
+TREE_SHAPE = ((3, "PreCheckCluster"), (3, "UpgradeDataPlane"), (2, "InstallControlPlane"))
+TREE_NODES = 1 + len(TREE_SHAPE) + sum(leaves for leaves, _ in TREE_SHAPE)
+
+
 def fill_jobs(database_url: str, count: int) -> str:
-    """Insert ``count`` job rows (trees of a root and 4 leaves); return a root id to query."""
+    """Insert about ``count`` job rows in 12-node trees; return a root id to query."""
     from sqlalchemy import insert
 
     from meshup.store import tables as t
@@ -123,19 +129,25 @@ def fill_jobs(database_url: str, count: int) -> str:
     target = ""
     rows: list[dict[str, object]] = []
     with db.write() as conn:
-        for _tree in range(max(1, count // 5)):
+        for _tree in range(max(1, count // TREE_NODES)):
             root = str(uuid.uuid4())
             target = target or root
-            for position in range(5):
-                node = root if position == 0 else str(uuid.uuid4())
+            nodes: list[tuple[str, str | None, int, str, str]] = [(root, None, 0, "ControlPlaneUpgrade", "")]
+            for index, (leaves, kind) in enumerate(TREE_SHAPE):
+                group = str(uuid.uuid4())
+                nodes.append((group, root, index, "ClusterUpgrade", f"cluster c{index + 1}"))
+                nodes += [
+                    (str(uuid.uuid4()), group, leaf, kind, f"cluster c{index + 1}") for leaf in range(leaves)
+                ]
+            for node, parent, position, kind, target_text in nodes:
                 rows.append(
                     {
                         "id": node,
                         "root_id": root,
-                        "parent_id": None if position == 0 else root,
-                        "position": max(0, position - 1),
-                        "type": "ControlPlaneUpgrade" if position == 0 else "InstallControlPlane",
-                        "target": "" if position == 0 else f"cluster c{position}",
+                        "parent_id": parent,
+                        "position": position,
+                        "type": kind,
+                        "target": target_text,
                         "phase": "Success",
                         "reason": "",
                         "created_at": now,
@@ -193,6 +205,12 @@ def wrk(url: str, headers: dict[str, str], duration: int, connections: int, labe
     if cpu_before is not None and cpu_after is not None and requests:
         cpu = (cpu_after - cpu_before) / requests * 1e6
     return Result(label, rps, p50, p99, int(bad.group(1)) if bad else 0, cpu)
+
+
+def duration_ms(text: str) -> float:
+    """wrk's ``1.23ms`` / ``850.00us`` / ``1.01s`` in milliseconds."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -269,10 +287,24 @@ def databases(base_url: str | None, work: Path, count: int) -> Iterator[list[str
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@dataclass
+class Served:
+    """One meshup server of a variant: its base URL, pid and whether it writes the access log."""
+
+    base: str
+    pid: int
+    access_log: bool
+
+
 def start_meshup(
-    variant: Variant, url: str, count: int, work: Path, processes: list[subprocess.Popen[bytes]]
-) -> tuple[str, str, int]:
-    """Seed, fill and serve ``variant``; return its base URL, a job id to query and its pid."""
+    variant: Variant,
+    url: str,
+    count: int,
+    work: Path,
+    processes: list[subprocess.Popen[bytes]],
+    access_logs: list[bool],
+) -> tuple[list[Served], str]:
+    """Seed, fill and serve ``variant`` once per access-log setting; return the servers and a job id."""
     work.mkdir(parents=True, exist_ok=True)
     seed = work / "seed.yaml"
     seed.write_text(yaml.safe_dump(seed_document()))
@@ -296,23 +328,24 @@ def start_meshup(
     job_id = subprocess.run(  # type: ignore[call-overload]
         [sys.executable, __file__, "--fill", url, str(count)], **run
     ).stdout.strip()
-    port = free_port()
-    server = subprocess.Popen(
-        [*SERVE, "--port", str(port)],
-        env=env,
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    processes.append(server)
-    base = f"http://127.0.0.1:{port}"
-    wait_healthy(f"{base}/healthz", server)
-    return base, job_id, server.pid
+    served = []
+    for access_log in access_logs:
+        port = free_port()
+        flag = "--access-log" if access_log else "--no-access-log"
+        # The access log goes where a deployment sends it: a file (here, beside the database).
+        with open(work / f"access-{port}.log", "wb") as log:
+            server = subprocess.Popen(
+                [*SERVE, flag, "--port", str(port)], env=env, cwd=work, stdout=log, stderr=subprocess.DEVNULL
+            )
+        processes.append(server)
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(f"{base}/healthz", server)
+        served.append(Served(base, server.pid, access_log))
+    return served, job_id
 
 
-def meshup_targets(
-    variant: Variant, base: str, job_id: str, count: int, pid: int
-) -> tuple[list[Target], bytes]:
+def meshup_targets(variant: Variant, served: Served, job_id: str, count: int) -> tuple[list[Target], bytes]:
+    base = served.base
     path = f"/v1/{PROJECT}/mesh-job/{job_id}"
     date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     signed = {
@@ -324,6 +357,7 @@ def meshup_targets(
     signed["Authorization"] = sign("GET", path, signed, b"", AK, SK, sdk_date=date)
     check = httpx.get(base + path, headers=signed)
     assert check.status_code == 200, check.text
+    assert len(orjson.loads(check.content)["spec"]["subjobs"]) == len(TREE_SHAPE)
     login = {
         "auth": {
             "identity": {
@@ -335,9 +369,12 @@ def meshup_targets(
     }
     token = httpx.post(f"{base}/v3/auth/tokens", json=login).headers["X-Subject-Token"]
     assert httpx.get(base + path, headers={"X-Auth-Token": token}).status_code == 200
+    log = "log on" if served.access_log else "log off"
     return [
-        Target(f"{variant.name} AK/SK, {count:,} jobs", base + path, signed, pid),
-        Target(f"{variant.name} token, {count:,} jobs", base + path, {"X-Auth-Token": token}, pid),
+        Target(f"{variant.name} AK/SK, {log}, {count:,} jobs", base + path, signed, served.pid),
+        Target(
+            f"{variant.name} token, {log}, {count:,} jobs", base + path, {"X-Auth-Token": token}, served.pid
+        ),
     ], check.content
 
 
@@ -348,6 +385,7 @@ def run(
     duration: int,
     connections: int,
     rounds: int,
+    access_logs: list[bool],
 ) -> list[Result]:
     work = Path(tempfile.mkdtemp(prefix="meshup-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
@@ -356,9 +394,12 @@ def run(
             targets: list[Target] = []
             body = b""
             for index, (variant, url) in enumerate(zip(variants, urls, strict=True)):
-                base, job_id, pid = start_meshup(variant, url, count, work / f"v{index}", processes)
-                served, body = meshup_targets(variant, base, job_id, count, pid)
-                targets += served
+                servers, job_id = start_meshup(
+                    variant, url, count, work / f"v{index}", processes, access_logs
+                )
+                for served in servers:
+                    found, body = meshup_targets(variant, served, job_id, count)
+                    targets += found
             body_file = work / "body.json"
             body_file.write_bytes(body)
             bare_port = free_port()
@@ -411,6 +452,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median is shown")
     parser.add_argument("--compare-ref", default=None, help="also serve this git revision's code (before)")
+    parser.add_argument(
+        "--access-log",
+        nargs="+",
+        choices=["on", "off"],
+        default=["on"],
+        help="serve with the access log on/off",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is required (apt-get install wrk)")
@@ -418,12 +467,16 @@ def main() -> None:
         variants = [Variant("after" if args.compare_ref else "meshup", ROOT / "src")]
         if args.compare_ref:
             variants.insert(0, export_revision(args.compare_ref, Path(checkout) / "tree"))
-        width = max(34, *(len(f"{v.name} AK/SK, {n:,} jobs") for v in variants for n in args.jobs))
+        width = max(34, *(len(f"{v.name} token, log off, {n:,} jobs") for v in variants for n in args.jobs))
         print(
             f"{'':{width}} {'req/s':>10} {'p50':>9} {'p99':>9} {'vs bare':>8} {'non-2xx':>8} {'CPU/req':>9}"
         )
+        records: list[dict[str, object]] = []
         for count in args.jobs:
-            results = run(variants, count, args.database_url, args.duration, args.connections, args.rounds)
+            logs = [mode == "on" for mode in args.access_log]
+            results = run(
+                variants, count, args.database_url, args.duration, args.connections, args.rounds, logs
+            )
             bare = results[0].rps
             for result in results:
                 cpu = "-" if result.cpu_us is None else f"{result.cpu_us:.0f}us"
@@ -431,7 +484,22 @@ def main() -> None:
                     f"{result.label:{width}} {result.rps:>10.0f} {result.p50:>9} {result.p99:>9} "
                     f"{result.rps / bare:>8.0%} {result.non_2xx:>8} {cpu:>9}"
                 )
-            print(json.dumps({"jobs": count, **{r.label: round(r.rps) for r in results}}), file=sys.stderr)
+            records += [
+                {
+                    "jobs": count,
+                    "label": r.label,
+                    "rps": round(r.rps),
+                    "vs_bare": round(r.rps / bare, 3),
+                    "p50": r.p50,
+                    "p99": r.p99,
+                    "p99_ms": duration_ms(r.p99),
+                    "non_2xx": r.non_2xx,
+                    "cpu_us": None if r.cpu_us is None else round(r.cpu_us, 1),
+                }
+                for r in results
+            ]
+        if args.json is not None:
+            args.json.write_text(json.dumps({"benchmark": "mesh_job", "results": records}, indent=2))
 
 
 if __name__ == "__main__":

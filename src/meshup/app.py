@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +31,8 @@ from meshup.drivers.simulated_timing import SimTiming
 from meshup.engine.worker import Engine, EngineConfig, RootFinished, WorkerPool, schedule
 from meshup.errors import AuthenticationFailed, InvalidRequest, MeshupError, MethodNotAllowed, NotFound
 from meshup.http import ops
+from meshup.http.access_log import LineWriter
+from meshup.http.access_log import write_to as write_access_log_to
 from meshup.http.engine_metrics import EngineCollector
 from meshup.http.envelopes import echo
 from meshup.http.errors import error_response
@@ -188,7 +190,15 @@ def allowed_methods(app: FastAPI, path: str) -> str:
     return ", ".join(sorted(methods))
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> ASGIApp:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    runtime: Runtime | None = None,
+    access_log_stream: BinaryIO | None = None,
+) -> ASGIApp:
+    """The application; with ``access_log_stream`` (a served process's stdout), the access log is
+    written there from a thread while the application runs (``http.access_log``)."""
     rt = runtime or build_runtime(settings, clock=clock)
     rt.metrics.registry.register(
         EngineCollector.for_database(rt.db, rt.clock, live_within=settings.lease_seconds)
@@ -201,9 +211,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
         )
         if pool is not None:
             pool.start()
+        writer = None
+        if settings.access_log and access_log_stream is not None:
+            writer = LineWriter(access_log_stream).start()
+            write_access_log_to(writer)
         try:
             yield
         finally:
+            if writer is not None:
+                write_access_log_to(None)
+                writer.close()
             if pool is not None:
                 # Drain: stop claiming, let steps in flight record their outcome.
                 await run_in_threadpool(pool.stop)

@@ -181,7 +181,7 @@ def serve(
             token = _control_token(settings, master_key)
             write_credentials_file(target, demo, settings.advertised_url, control_token=token)
             _print_first_start(settings, demo, target, token)
-    app = create_app(settings, runtime=rt)
+    app = create_app(settings, runtime=rt, access_log_stream=sys.stdout.buffer)
     if not _is_loopback(settings.host):
         typer.echo(
             f"meshup: listening on {settings.host}, beyond loopback: anyone who can reach this address may "

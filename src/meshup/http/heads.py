@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from meshup.http.access_log import log_access
 from meshup.http.envelopes import gateway_body
 from meshup.http.metrics import HttpMetrics
-from meshup.http.middleware import log_access, new_request_id
+from meshup.http.middleware import new_request_id
 
 REQUEST_ERROR = "APIGW.0201"  # the gateway's code for a request it refuses to pass on
 # After a refusal the rest of what the client is sending is read and dropped for a moment (a

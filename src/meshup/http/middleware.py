@@ -5,20 +5,16 @@ It is plain ASGI (not BaseHTTPMiddleware) because it wraps every request on the 
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from meshup.http.access_log import error_logger, log_access
 from meshup.http.envelopes import keystone_body, service_body
 from meshup.http.errors import is_identity_path
 from meshup.http.metrics import HttpMetrics
-
-access_logger = logging.getLogger("meshup.access")
-error_logger = logging.getLogger("meshup.error")
 
 _INTERNAL = service_body("ASM.01040001", "internal error")
 # The identity endpoints answer every error in Keystone's shape (auth.md §2), even this one.
@@ -28,23 +24,6 @@ _INTERNAL_KEYSTONE = keystone_body(500, "internal error")
 def new_request_id() -> str:
     # Unique, not secret: the module generator (reseeded in forked children) needs no system call.
     return f"{random.getrandbits(128):032x}"
-
-
-def log_access(request_id: str, principal: str, method: str, route: str, status: int, elapsed: float) -> None:
-    """The access log line of one request (the same shape for every request, refused ones too)."""
-    access_logger.info(
-        "%s",
-        orjson.dumps(
-            {
-                "requestId": request_id,
-                "principal": principal,
-                "method": method,
-                "route": route,
-                "status": status,
-                "durationMs": round(elapsed * 1000, 3),
-            }
-        ).decode(),
-    )
 
 
 class RequestContextMiddleware:
@@ -95,8 +74,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
-            self.metrics.latency.labels(template).observe(elapsed)
+            self.metrics.observe(scope["method"], template, status, elapsed)
             if self.access_log:
                 log_access(
                     request_id, state.get("principal", "-"), scope["method"], template, status, elapsed

@@ -35,9 +35,12 @@ async def read_mesh_job(rt: Runtime, scope: Scope, project_id: str, job_id: str)
     request = incoming_without_body(scope)
     credential = rt.identity.presented(request)
     reader = rt.jobs.reader
-    caller = await rt.identity.authenticate_at(await reader.epoch(), credential, project_id, reader.off_loop)
+    snapshot = await reader.snapshot()
+    caller = await rt.identity.authenticate_at(snapshot.epoch, credential, project_id, reader.off_loop)
     note_caller(scope, caller)
-    return await rt.jobs.document(caller, project_id, job_id, request.source_ip)
+    return await rt.jobs.document(
+        caller, project_id, job_id, request.source_ip, generation=snapshot.generation
+    )
 
 
 @router.get(

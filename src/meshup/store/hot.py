@@ -51,6 +51,9 @@ _TIMES = ("created", "updated", "started", "completed")
 SQLITE_TREE = _TREE.format(param="?", **{key: f"n.{key}_at" for key in _TIMES})
 POSTGRES_TREE = _TREE.format(param="%s", **{key: postgres_rfc3339(f"n.{key}_at") for key in _TIMES})
 EPOCH_SQL = "SELECT value FROM epochs WHERE name = 'iam'"
+# Changes whenever another connection commits to the file (this one only reads): while it stays
+# the same, nothing read before can have changed (sqlite.org/pragma.html#pragma_data_version).
+GENERATION_SQL = "PRAGMA data_version"
 
 # A job tree's change marker for live job events: the latest ``updated_at`` of its nodes (every
 # write of a node sets it; a parent's is its children's latest) with microseconds, and the node
@@ -100,6 +103,15 @@ def _sqlite_nodes(rows: list[Any]) -> list[WireNode]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a request learns before anything else: the IAM epoch, and on SQLite the generation
+    (None on PostgreSQL): a number that differs whenever anything was committed since."""
+
+    epoch: int
+    generation: int | None
+
+
 class _SharedRead:
     """One epoch query and the requests waiting for it."""
 
@@ -128,9 +140,24 @@ class HotReader:
 
     async def epoch(self) -> int:
         """The IAM epoch as of a moment after this call began (0 before the first change)."""
+        return (await self.snapshot()).epoch
+
+    async def snapshot(self) -> Snapshot:
+        """The IAM epoch and the generation, as of a moment after this call began.
+
+        On SQLite the generation is read first (about 1 µs); the epoch is read again only when
+        it changed, so a request that follows others with no commit between reads nothing else.
+        """
         if self.db.is_sqlite:
+            rows = self._sqlite(GENERATION_SQL, ())
+            generation = int(rows[0][0])
+            seen: tuple[int, int] | None = getattr(self._local, "seen", None)
+            if seen is not None and seen[0] == generation:
+                return Snapshot(seen[1], generation)
             rows = self._sqlite(EPOCH_SQL, ())
-            return _epoch(rows[0] if rows else None)
+            epoch = _epoch(rows[0] if rows else None)
+            self._local.seen = (generation, epoch)
+            return Snapshot(epoch, generation)
         # A round trip costs the event loop more CPU than the rest of the request's reading, so
         # the requests that ask while no query has been sent share the next one: it still starts
         # after each of them arrived, so each sees every IAM change committed before it came.
@@ -139,7 +166,7 @@ class HotReader:
         if read is None or read.sent or read.loop is not loop:
             read = self._epoch_read = _SharedRead(loop)
             read.task = loop.create_task(self._send_epoch_read(read))
-        return await asyncio.shield(read.result)
+        return Snapshot(await asyncio.shield(read.result), None)
 
     async def _send_epoch_read(self, read: _SharedRead) -> None:
         read.sent = True  # whoever asks from now on needs a later query
@@ -236,7 +263,7 @@ class HotReader:
 
     def _discard(self) -> None:
         pooled = getattr(self._local, "pooled", None)
-        self._local.pooled = self._local.conn = None
+        self._local.pooled = self._local.conn = self._local.seen = None
         if pooled is not None:
             # The connection is broken; dropping it is all that is left to do.
             with contextlib.suppress(Exception):
