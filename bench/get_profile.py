@@ -32,9 +32,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from bench.mesh_job import AK, MASTER_KEY, PASSWORD, PROJECT, SK, fill_jobs, seed_document  # noqa: E402
 
 
-def build(work: Path, jobs: int) -> tuple[Any, str, str]:
+def build(work: Path, jobs: int, database_url: str | None) -> tuple[Any, str, str]:
     os.environ["MESHUP_MASTER_KEY"] = MASTER_KEY
-    url = f"sqlite:///{work / 'meshup.db'}"
+    url = database_url or f"sqlite:///{work / 'meshup.db'}"
     from meshup.app import build_runtime, create_app
     from meshup.config import from_environment
     from meshup.seed.apply import apply_seed
@@ -137,7 +137,7 @@ async def main_async(args: argparse.Namespace) -> None:
     from meshup.iam.signing import sign
 
     with tempfile.TemporaryDirectory(prefix="meshup-profile-") as tmp:
-        app, job_id, _url = build(Path(tmp), args.jobs)
+        app, job_id, _url = build(Path(tmp), args.jobs, args.database_url)
         # The lifespan opens nothing the GET needs; the app answers without it.
         path = f"/v1/{PROJECT}/mesh-job/{job_id}"
         date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--profile", choices=["aksk", "token"], default=None)
+    parser.add_argument("--database-url", default=None, help="an EMPTY PostgreSQL database (default: SQLite)")
     asyncio.run(main_async(parser.parse_args()))
 
 

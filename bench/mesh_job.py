@@ -34,7 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -240,6 +240,7 @@ class Target:
     url: str
     headers: dict[str, str]
     pid: int  # of the server answering
+    facts: dict[str, object] = field(default_factory=dict)  # what the JSON says of it
 
 
 def export_revision(ref: str, into: Path) -> Variant:
@@ -371,9 +372,19 @@ def meshup_targets(variant: Variant, served: Served, job_id: str, count: int) ->
     assert httpx.get(base + path, headers={"X-Auth-Token": token}).status_code == 200
     log = "log on" if served.access_log else "log off"
     return [
-        Target(f"{variant.name} AK/SK, {log}, {count:,} jobs", base + path, signed, served.pid),
         Target(
-            f"{variant.name} token, {log}, {count:,} jobs", base + path, {"X-Auth-Token": token}, served.pid
+            f"{variant.name} AK/SK, {log}, {count:,} jobs",
+            base + path,
+            signed,
+            served.pid,
+            {"variant": variant.name, "auth": "aksk", "access_log": served.access_log},
+        ),
+        Target(
+            f"{variant.name} token, {log}, {count:,} jobs",
+            base + path,
+            {"X-Auth-Token": token},
+            served.pid,
+            {"variant": variant.name, "auth": "token", "access_log": served.access_log},
         ),
     ], check.content
 
@@ -386,7 +397,8 @@ def run(
     connections: int,
     rounds: int,
     access_logs: list[bool],
-) -> list[Result]:
+) -> list[tuple[Target, Result]]:
+    """Each target with its median result, the bare app first."""
     work = Path(tempfile.mkdtemp(prefix="meshup-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -414,7 +426,14 @@ def run(
             wait_healthy(f"http://127.0.0.1:{bare_port}/", bare)
             path = targets[0].url[targets[0].url.index("/v1/") :]
             targets.insert(
-                0, Target("bare ASGI, same bytes", f"http://127.0.0.1:{bare_port}{path}", {}, bare.pid)
+                0,
+                Target(
+                    "bare ASGI, same bytes",
+                    f"http://127.0.0.1:{bare_port}{path}",
+                    {},
+                    bare.pid,
+                    {"variant": "bare", "auth": None, "access_log": False},
+                ),
             )
             for target in targets:
                 wrk(target.url, target.headers, 2, connections, "warm-up", target.pid)
@@ -425,7 +444,10 @@ def run(
                     measured[target.label].append(
                         wrk(target.url, target.headers, duration, connections, target.label, target.pid)
                     )
-            return [sorted(found, key=lambda r: r.rps)[len(found) // 2] for found in measured.values()]
+            return [
+                (target, sorted(found, key=lambda r: r.rps)[len(found) // 2])
+                for target, found in zip(targets, measured.values(), strict=True)
+            ]
     finally:
         for process in processes:
             if process.poll() is None:
@@ -474,9 +496,10 @@ def main() -> None:
         records: list[dict[str, object]] = []
         for count in args.jobs:
             logs = [mode == "on" for mode in args.access_log]
-            results = run(
+            pairs = run(
                 variants, count, args.database_url, args.duration, args.connections, args.rounds, logs
             )
+            results = [result for _, result in pairs]
             bare = results[0].rps
             for result in results:
                 cpu = "-" if result.cpu_us is None else f"{result.cpu_us:.0f}us"
@@ -487,6 +510,8 @@ def main() -> None:
             records += [
                 {
                     "jobs": count,
+                    "database": "postgresql" if args.database_url else "sqlite",
+                    **t.facts,
                     "label": r.label,
                     "rps": round(r.rps),
                     "vs_bare": round(r.rps / bare, 3),
@@ -496,7 +521,7 @@ def main() -> None:
                     "non_2xx": r.non_2xx,
                     "cpu_us": None if r.cpu_us is None else round(r.cpu_us, 1),
                 }
-                for r in results
+                for t, r in pairs
             ]
         if args.json is not None:
             args.json.write_text(json.dumps({"benchmark": "mesh_job", "results": records}, indent=2))

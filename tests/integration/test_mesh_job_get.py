@@ -290,7 +290,7 @@ def test_credential_reads_run_off_the_event_loop(flow: Flow) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_epoch_reads_are_shared_only_by_requests_that_came_before_the_query(
+def test_postgres_reads_are_shared_only_by_requests_that_came_before_the_query(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with database_url("postgres", tmp_path) as url:
@@ -304,6 +304,8 @@ def test_postgres_epoch_reads_are_shared_only_by_requests_that_came_before_the_q
                 identity_store.bump_epoch(conn, identity_store.IAM_EPOCH)
 
         async def scenario() -> tuple[list[int], int, int]:
+            trees = await asyncio.gather(*(reader.bundle(f"job-{i % 2}") for i in range(6)))
+            assert trees == [None] * 6 and queries.take() == 2  # one query per job asked about
             together = await asyncio.gather(*(reader.epoch() for _ in range(5)))
             shared_queries = queries.take()
             first = asyncio.create_task(reader.epoch())

@@ -9,7 +9,8 @@ Connections run in autocommit mode, so each statement is its own snapshot.
 SQLite is read inline on the event loop: both reads of a 5-node tree cost about 30 µs of CPU
 and never wait (WAL readers take no lock), while a hand-off to a thread alone costs about 50 µs
 (bench/hot_read.py). PostgreSQL is read through a small pool of asynchronous connections, so the
-event loop serves other requests while a query is on the wire. Whatever is not on the hot path
+event loop serves other requests while a query is on the wire; requests asking the same question
+while no query for it has been sent share the next one (``_SharedReads``). Whatever is not on the hot path
 (a credential this process has not cached) is read in a thread, on either database.
 """
 
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -113,15 +114,54 @@ class Snapshot:
 
 
 class _SharedRead:
-    """One epoch query and the requests waiting for it."""
+    """One query and the requests waiting for it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.result: asyncio.Future[int] = loop.create_future()
+        self.result: asyncio.Future[Any] = loop.create_future()
         # Retrieved here too, so a failure that every waiter gave up on is not reported as unseen.
         self.result.add_done_callback(lambda done: done.cancelled() or done.exception())
         self.sent = False
         self.task: asyncio.Task[None] | None = None  # referenced, so that it runs to the end
+
+
+class _SharedReads:
+    """Requests that ask the same question while no query for it has been sent share the next one.
+
+    A round trip costs the event loop more CPU than the rest of a request's reading, and the
+    shared query still starts after each of its requests arrived, so each sees everything
+    committed before it came (what its own query would have seen, or later).
+    """
+
+    def __init__(self, query: Callable[[str, tuple[str, ...]], Awaitable[list[Any]]]) -> None:
+        self.query = query
+        self._waiting: dict[tuple[str, tuple[str, ...]], _SharedRead] = {}
+
+    async def rows(self, sql: str, params: tuple[str, ...]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        key = (sql, params)
+        read = self._waiting.get(key)
+        if read is None or read.sent or read.loop is not loop:
+            if len(self._waiting) >= 10_000:  # entries of sent queries are kept only to be replaced
+                self._waiting = {k: r for k, r in self._waiting.items() if not r.sent}
+            read = self._waiting[key] = _SharedRead(loop)
+            read.task = loop.create_task(self._send(key, read))
+        rows: list[Any] = await asyncio.shield(read.result)
+        return rows
+
+    async def _send(self, key: tuple[str, tuple[str, ...]], read: _SharedRead) -> None:
+        read.sent = True  # whoever asks from now on needs a later query
+        if self._waiting.get(key) is read:
+            del self._waiting[key]
+        try:
+            rows = await self.query(*key)
+        except asyncio.CancelledError:
+            read.result.cancel()
+            raise
+        except Exception as exc:
+            read.result.set_exception(exc)
+        else:
+            read.result.set_result(rows)
 
 
 def _epoch(row: Any) -> int:
@@ -136,7 +176,7 @@ class HotReader:
         self.pool_size = pool_size
         self._local = threading.local()
         self._pool: Any = None
-        self._epoch_read: _SharedRead | None = None
+        self._shared = _SharedReads(lambda sql, params: self._postgres(sql, params))
 
     async def epoch(self) -> int:
         """The IAM epoch as of a moment after this call began (0 before the first change)."""
@@ -158,34 +198,15 @@ class HotReader:
             epoch = _epoch(rows[0] if rows else None)
             self._local.seen = (generation, epoch)
             return Snapshot(epoch, generation)
-        # A round trip costs the event loop more CPU than the rest of the request's reading, so
-        # the requests that ask while no query has been sent share the next one: it still starts
-        # after each of them arrived, so each sees every IAM change committed before it came.
-        loop = asyncio.get_running_loop()
-        read = self._epoch_read
-        if read is None or read.sent or read.loop is not loop:
-            read = self._epoch_read = _SharedRead(loop)
-            read.task = loop.create_task(self._send_epoch_read(read))
-        return Snapshot(await asyncio.shield(read.result), None)
-
-    async def _send_epoch_read(self, read: _SharedRead) -> None:
-        read.sent = True  # whoever asks from now on needs a later query
-        try:
-            rows = await self._postgres(EPOCH_SQL, ())
-        except asyncio.CancelledError:
-            read.result.cancel()
-            raise
-        except Exception as exc:
-            read.result.set_exception(exc)
-        else:
-            read.result.set_result(_epoch(rows[0] if rows else None))
+        rows = await self._shared.rows(EPOCH_SQL, ())
+        return Snapshot(_epoch(rows[0] if rows else None), None)
 
     async def bundle(self, job_id: str) -> JobBundle | None:
         """The tree of ``job_id`` with its mesh; None when no such job (or mesh) is stored."""
         if self.db.is_sqlite:
             rows = self._sqlite(SQLITE_TREE, (job_id,))
             return _bundle(rows, _sqlite_nodes(rows))
-        rows = await self._postgres(POSTGRES_TREE, (job_id,))
+        rows = await self._shared.rows(POSTGRES_TREE, (job_id,))
         return _bundle(rows, [WireNode(*row[4:]) for row in rows])
 
     async def marker(self, job_id: str) -> str | None:
