@@ -125,7 +125,7 @@ class LiveStream(Response):
         state = await self._state()
         followed = state.job_id
         if not (state.active and followed):
-            return await self._final(followed, None, None)
+            return await self._final(followed, None, None, state)
         async with self.visit.api.stream(f"/v1/{self.visit.project}/mesh-job/{segment(followed)}") as events:
             refusal = await events.open()
             if refusal is not None:
@@ -165,9 +165,10 @@ class LiveStream(Response):
             elif loop.time() - self._last_sent >= KEEPALIVE_SECONDS:
                 await self._emit(b": keep-alive\n\n")
 
-    async def _final(self, followed: str, job: Any, error: str | None) -> str:
-        """The region as it is now (``job``: the last document of the job followed)."""
-        state = await self._state()
+    async def _final(self, followed: str, job: Any, error: str | None, state: MeshState | None = None) -> str:
+        """The region as it is now (``job``: the last document of the job followed; ``state``:
+        the mesh's, if just read)."""
+        state = state or await self._state()
         tree: list[TreeRow] | None
         if job is not None and state.job_id == followed:
             tree = tree_rows(job)
