@@ -14,12 +14,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from tests.support.server import ServerProcess, start_server
 
@@ -31,6 +41,7 @@ MESH_FLOW = "c0501e00-0000-4000-8000-000000000001"
 MESH_BACK = "c0501e00-0000-4000-8000-000000000002"
 MESH_SHOP = "c0501e00-0000-4000-8000-000000000003"
 MESH_PAY = "c0501e00-0000-4000-8000-000000000004"
+MESH_FALLBACK = "c0501e00-0000-4000-8000-000000000005"  # in project la-south-2
 MISSING_MESH = "c0501e00-0000-4000-8000-00000000dead"
 PASSWORDS = {"acme-admin": "Root-Passw0rd!", "rita": "Rita-Passw0rd!", "vera": "Vera-Passw0rd!"}
 STEP_WAIT = 60_000  # ms: the longest a step may take on a loaded machine
@@ -126,6 +137,22 @@ def root_row(page: Page) -> Any:
     return page.locator("#tree tbody tr").first
 
 
+def live_requests(page: Page) -> tuple[list[str], list[str]]:
+    """The URLs the page requests from now on: polls of a region's fragment URL, and streams."""
+    polls: list[str] = []
+    streams: list[str] = []
+
+    def seen(request: Request) -> None:
+        path = urlsplit(request.url).path
+        if path.endswith("/live"):
+            polls.append(path)
+        elif path.endswith("/live/events"):
+            streams.append(path)
+
+    page.on("request", seen)
+    return polls, streams
+
+
 def api_session(server: ServerProcess, user: str) -> ks_session.Session:
     auth = v3.Password(
         auth_url=f"{server.url}/v3",
@@ -205,6 +232,7 @@ def test_an_expired_token_sends_you_back_to_sign_in(page: Page, short_token_serv
 
 
 def test_an_upgrade_runs_every_step_to_complete(page: Page, server: ServerProcess) -> None:
+    polls, streams = live_requests(page)
     sign_in(page, server, "acme-admin")
     page.click("text=mesh-flow")
     expect(page.locator("#mesh-clusters")).to_have_text("flow-1, flow-2")
@@ -225,7 +253,7 @@ def test_an_upgrade_runs_every_step_to_complete(page: Page, server: ServerProces
     expect(page.locator("#tree")).to_contain_text("CheckClusterVersion")
     expect(page.locator("#tree")).to_contain_text("cluster flow-2")
     expect(root_row(page)).to_contain_text("✓")
-    expect(page.locator("#live")).to_have_attribute("data-live", "idle")  # polling stopped
+    expect(page.locator("#live")).to_have_attribute("data-live", "idle")  # the stream has ended
     assert enabled_steps(page) == {"PreCheck", "ControlPlaneUpgrade"}
 
     # A refused action shows the service's message: force a disabled button and press it.
@@ -236,7 +264,7 @@ def test_an_upgrade_runs_every_step_to_complete(page: Page, server: ServerProces
     )
 
     page.click("#step-ControlPlaneUpgrade")
-    expect(page.locator("#live")).to_have_attribute("data-live", "polling")
+    expect(page.locator("#live")).to_have_attribute("data-live", "stream")
     expect(page.locator("#mesh-phase")).to_have_text("Upgrading")
     assert enabled_steps(page) == set()  # nothing may start while a step runs
     expect(page.locator("#tree tr[data-type=WaitControlPlaneReady]").first).to_contain_text("cluster flow-1")
@@ -266,6 +294,9 @@ def test_an_upgrade_runs_every_step_to_complete(page: Page, server: ServerProces
     expect(page.locator("#mesh-phase")).to_have_text("Running")
     expect(page.locator("#step-Complete")).to_have_count(0)  # a finished task offers no step
     expect(page.locator("#start-upgrade")).to_be_disabled()  # no upgrade path leads on from 1.18.7-r5
+
+    # Every step's tree came from the event stream: not one poll of the region's fragment URL.
+    assert polls == [] and len(streams) >= 4
 
     # The page remembers the task across visits; the list shows the new version.
     page.goto(f"{server.url}/console")
@@ -316,6 +347,38 @@ def test_roll_back_an_upgrade(page: Page, server: ServerProcess, browser: Browse
         expect(other.locator("#notice")).to_contain_text("not found")
     finally:
         other.close()
+
+
+def test_the_live_region_polls_where_it_cannot_stream(
+    page: Page, server: ServerProcess, context: BrowserContext
+) -> None:
+    # A browser without EventSource: the region fetches its fragment URL and polls from then on.
+    page.add_init_script("delete window.EventSource")
+    polls, streams = live_requests(page)
+    sign_in(page, server, "acme-admin", project="la-south-2")
+    open_mesh(page, server, MESH_FALLBACK)
+    page.select_option("#target", "1.18.7-r1")
+    page.click("#start-upgrade")
+    expect(page.locator("#live")).to_have_attribute("data-live", "polling")
+    wait_for_task(page, "Waiting", "PreCheck")
+    expect(root_row(page)).to_have_attribute("data-phase", "Success")
+    expect(page.locator("#live")).to_have_attribute("data-live", "idle")
+    assert polls and streams == []
+
+    # A stream that fails (here: the server's answer replaced by a 503): the same fallback.
+    other = context.new_page()
+
+    def unavailable(route: Route) -> None:
+        route.fulfill(status=503, content_type="text/plain", body="unavailable")
+
+    other.route(re.compile(r".*/live/events$"), unavailable)
+    polls, streams = live_requests(other)
+    open_mesh(other, server, MESH_FALLBACK)
+    other.click("#step-ControlPlaneUpgrade")
+    expect(other.locator("#live")).to_have_attribute("data-live", "polling")
+    wait_for_task(other, "Waiting", "ControlPlaneUpgrade")
+    expect(other.locator("#live")).to_have_attribute("data-live", "idle")
+    assert polls and streams
 
 
 # --- the same IAM decisions as the API -------------------------------------------------------------
@@ -407,3 +470,5 @@ def test_the_console_is_not_in_the_api_schema(server: ServerProcess) -> None:
     assert not [path for path in document["paths"] if path.startswith("/console")]
     htmx = httpx.get(f"{server.url}/console/static/htmx.min.js")
     assert htmx.status_code == 200 and "htmx" in htmx.text
+    sse = httpx.get(f"{server.url}/console/static/htmx-ext-sse.min.js")
+    assert sse.status_code == 200 and 'htmx.defineExtension("sse"' in sse.text

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
-from meshup.console.api import ApiClient, ApiReply
-from meshup.console.live import live_region
+from meshup.client.sse import parse_events
+from meshup.console.api import ApiClient, ApiReply, StreamBlock
+from meshup.console.live import Mode, final_mode, fragment_mode, live_body, live_region, page_mode
 from meshup.console.routes import task_name
 from meshup.console.session import Session, Signer
+from meshup.console.stream import sse_event
 from meshup.console.tasks import MAX_REMEMBERED, RememberedTasks
 from meshup.console.views import duration, state_of, task_view, tree_rows, upgrade_targets
 from meshup.upgrades.model import Step, StepRun, TaskPhase, TaskState, allowed_next, finished, started
@@ -222,10 +224,99 @@ def test_task_names_are_valid_api_names() -> None:
     assert len(task_name("9" * 100)) <= 64
 
 
-def test_the_live_region_polls_only_while_active_and_escapes_its_url() -> None:
-    assert "hx-trigger" not in live_region("/console/meshes/m/live", False)
-    active = str(live_region('/console/meshes/"x"/live', True))
-    assert 'hx-trigger="every 1s"' in active and "&#34;x&#34;" in active
+def test_the_live_region_streams_or_polls_only_while_active_and_escapes_its_urls() -> None:
+    idle = str(live_region(Mode.IDLE, "/console/meshes/m/live", "/console/meshes/m/live/events"))
+    assert idle == 'id="live" data-live="idle"'
+    polling = str(live_region(Mode.POLLING, '/console/meshes/"x"/live'))
+    assert 'data-live="polling"' in polling and 'hx-trigger="every 1s"' in polling
+    assert "&#34;x&#34;" in polling and "sse-connect" not in polling
+    stream = str(live_region(Mode.STREAM, '/console/meshes/"x"/live', '/console/meshes/"x"/live/events'))
+    assert 'data-live="stream"' in stream and 'hx-ext="sse"' in stream
+    assert 'sse-connect="/console/meshes/&#34;x&#34;/live/events"' in stream
+    # The last event replaces the region; a failed stream makes it fetch its fragment URL once.
+    assert 'sse-swap="end"' in stream and 'hx-swap="outerHTML"' in stream
+    assert 'hx-get="/console/meshes/&#34;x&#34;/live" hx-trigger="htmx:sseError"' in stream
+    assert 'sse-swap="live" hx-swap="innerHTML"' in str(live_body(Mode.STREAM))
+    assert "sse-swap" not in live_body(Mode.POLLING) and "sse-swap" not in live_body(Mode.IDLE)
+
+
+def test_which_mode_a_region_is_rendered_in() -> None:
+    assert page_mode(False, "j-1") is Mode.IDLE
+    assert page_mode(True, "j-1") is Mode.STREAM
+    assert page_mode(True, "") is Mode.POLLING  # moving, but no job to follow
+    assert fragment_mode(True) is Mode.POLLING and fragment_mode(False) is Mode.IDLE
+    assert final_mode(False, "j-1", "j-1") is Mode.IDLE
+    assert final_mode(True, "j-1", "j-1") is Mode.POLLING  # the same job again would end at once
+    assert final_mode(True, "j-2", "j-1") is Mode.STREAM  # another step started meanwhile
+    assert final_mode(True, "", "j-1") is Mode.POLLING
+
+
+def test_an_event_carries_every_line_of_its_text() -> None:
+    text = '<p class="a">one</p>\n<p>two\r\nthree\rfour</p>\n\n<p>after a blank line</p>'
+    raw = sse_event("live", text)
+    assert raw.startswith(b"event: live\ndata: <p") and raw.endswith(b"\n\n") and b"\r" not in raw
+    (event,) = parse_events(raw.decode().split("\n"))
+    assert event.event == "live"
+    assert event.data == text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_an_event_stream_of_the_api_is_read_as_it_comes_and_left_by_disconnecting() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(dict(scope["headers"])[b"accept"].decode())
+        await receive()
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for chunk in (
+            b'retry: 2000\n\nid: m1\ndata: {"a"',
+            b": 1}\n\n: keep-alive\n\n",
+            b"event: error\ndata: x\n\n",
+        ):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        seen.append((await receive())["type"])  # the console leaves
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def follow() -> list[StreamBlock | None]:
+        client = ApiClient(app, client=None, host="console.test", scheme="http", token="MU1.t")
+        async with client.stream("/v1/p/mesh-job/j") as events:
+            assert await events.open() is None
+            blocks = [await events.next(5) for _ in range(4)]
+            with pytest.raises(TimeoutError):
+                await events.next(0.01)
+        return blocks
+
+    blocks = asyncio.run(follow())
+    assert blocks == [
+        StreamBlock("", ""),
+        StreamBlock("message", '{"a": 1}'),
+        StreamBlock("", ""),
+        StreamBlock("error", "x"),
+    ]
+    assert seen == ["text/event-stream", "http.disconnect"]
+
+
+def test_an_event_stream_the_api_refuses_reads_as_its_reply() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = b'{"errorCode": "ASM.01030001", "errorMsg": "IAM denies asm:mesh:getUpgradeJob"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body[:10], "more_body": True})
+        await send({"type": "http.response.body", "body": body[10:]})
+
+    async def follow() -> tuple[ApiReply | None, StreamBlock | None]:
+        client = ApiClient(app, client=None, host="console.test", scheme="http", token="MU1.t")
+        async with client.stream("/v1/p/mesh-job/j") as events:
+            return await events.open(), await events.next(1)
+
+    reply, after = asyncio.run(follow())
+    assert reply is not None and reply.status == 403 and reply.message == "IAM denies asm:mesh:getUpgradeJob"
+    assert after is None  # nothing follows a refusal
 
 
 def test_api_calls_carry_the_token_and_the_browser_address() -> None:

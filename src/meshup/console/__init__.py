@@ -13,8 +13,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from meshup.console.pages import STATIC, Pages
-from meshup.console.routes import Console, build_router
+from meshup.console.routes import build_router
 from meshup.console.session import Signer
+from meshup.console.visit import Console
 
 
 def install(app: FastAPI, *, api: ASGIApp, secret: bytes) -> None:

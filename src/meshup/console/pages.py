@@ -7,7 +7,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, Response
 
-from meshup.console.live import live_region
+from meshup.console.live import live_body, live_region
 
 BASE = "/console"
 STATIC = f"{BASE}/static"
@@ -32,7 +32,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(base=BASE, static=STATIC, live_region=live_region)
+    env.globals.update(base=BASE, static=STATIC, live_region=live_region, live_body=live_body)
     return env
 
 
@@ -46,6 +46,8 @@ class Pages:
     def __init__(self) -> None:
         self.env = environment()
 
+    def html(self, template: str, **context: Any) -> str:
+        return self.env.get_template(template).render(**context)
+
     def render(self, template: str, code: int = 200, **context: Any) -> HTMLResponse:
-        html = self.env.get_template(template).render(**context)
-        return harden(HTMLResponse(html, status_code=code))  # type: ignore[return-value]
+        return harden(HTMLResponse(self.html(template, **context), status_code=code))  # type: ignore[return-value]

@@ -8,19 +8,21 @@ token no longer works, and the person is sent back to sign in.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
-from starlette.types import ASGIApp
+from starlette.responses import Response
 
 from meshup.console.api import ApiClient, ApiReply, segment
-from meshup.console.pages import BASE, Pages, harden
-from meshup.console.session import COOKIE_PATH, LOGIN_COOKIE, SESSION_COOKIE, Session, Signer
-from meshup.console.tasks import HISTORY, TASKS_COOKIE, ListedTasks, RememberedTasks, TaskIndex
-from meshup.console.views import mesh_view, task_view, trace_view, tree_rows, upgrade_targets
+from meshup.console.live import Mode, fragment_mode, page_mode
+from meshup.console.mesh_state import mesh_url, read_mesh, read_tree
+from meshup.console.pages import BASE
+from meshup.console.session import LOGIN_COOKIE, SESSION_COOKIE, Session
+from meshup.console.stream import LiveStream
+from meshup.console.tasks import TASKS_COOKIE, RememberedTasks, TaskIndex
+from meshup.console.views import mesh_view, task_view, trace_view
+from meshup.console.visit import Console, SignedOut, Visit
 
 MAX_FORM_BYTES = 64 * 1024
 AUDIT_WINDOW_MS = 7 * 86_400_000  # the audit page shows a week (the default retention)
@@ -29,87 +31,6 @@ SIGN_IN_NOTICES = {
     "invalid": "Your session is no longer valid. Sign in again.",
     "signed-out": "You have signed out.",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Console:
-    """What the routes share: the whole meshup ASGI app (to call), the signer, the templates."""
-
-    api: ASGIApp
-    signer: Signer
-    pages: Pages
-
-
-class SignedOut(Exception):
-    def __init__(self, reply: ApiReply) -> None:
-        super().__init__(reply.message)
-        self.reason = "expired" if reply.expired else "invalid"
-
-
-class Visit:
-    """One browser request: who is signed in, and an API client acting as them."""
-
-    def __init__(self, console: Console, request: Request) -> None:
-        self.console = console
-        self.request = request
-        self.session: Session | None = console.signer.session(request.cookies.get(SESSION_COOKIE))
-        client = request.client
-        self.api = ApiClient(
-            console.api,
-            client=(client.host, client.port) if client else None,
-            host=request.headers.get("host", "127.0.0.1"),
-            scheme=request.url.scheme,
-            token=self.session.token if self.session else None,
-        )
-        self.htmx = request.headers.get("hx-request") == "true"
-        self.https = request.url.scheme == "https"
-
-    @property
-    def csrf(self) -> str:
-        return self.console.signer.csrf_token(self.session) if self.session else ""
-
-    @property
-    def project(self) -> str:
-        assert self.session is not None
-        return segment(self.session.project_id)
-
-    async def call(self, method: str, path: str, body: Any = None) -> ApiReply:
-        reply = await self.api.call(method, path, body=body)
-        if reply.signed_out:
-            raise SignedOut(reply)
-        return reply
-
-    def task_index(self) -> RememberedTasks:
-        assert self.session is not None
-        return RememberedTasks(self.console.signer, self.request.cookies.get(TASKS_COOKIE), self.session)
-
-    def cookie(self, response: Response, name: str, value: str) -> None:
-        response.set_cookie(
-            name, value, path=COOKIE_PATH, httponly=True, samesite="strict", secure=self.https
-        )
-
-    def drop_cookie(self, response: Response, name: str) -> None:
-        response.delete_cookie(name, path=COOKIE_PATH, httponly=True, samesite="strict", secure=self.https)
-
-    def go(self, url: str) -> Response:
-        """Navigate: htmx follows ``HX-Redirect``, a plain form post a 303."""
-        if self.htmx:
-            return harden(Response(status_code=200, headers={"HX-Redirect": url}))
-        return harden(RedirectResponse(url, status_code=303))
-
-    def to_sign_in(self, reason: str) -> Response:
-        response = self.go(f"{BASE}/sign-in?reason={reason}")
-        self.drop_cookie(response, SESSION_COOKIE)
-        return response
-
-    def page(self, template: str, code: int = 200, **context: Any) -> Response:
-        return self.console.pages.render(template, code, session=self.session, csrf=self.csrf, **context)
-
-    def problem(self, status: int, message: str) -> Response:
-        titles = {403: "Not allowed", 404: "Not found", 400: "Not understood"}
-        return self.page(
-            "problem.html", status, status=status, title=titles.get(status, "Refused"), message=message
-        )
 
 
 async def read_form(request: Request) -> dict[str, list[str]]:
@@ -222,52 +143,29 @@ def build_router(console: Console) -> APIRouter:
     # -- a mesh and its upgrade -------------------------------------------------------------------
 
     async def mesh_page(
-        visit: Visit, mesh_id: str, index: TaskIndex, *, notice: str | None = None, fragment: bool = False
+        visit: Visit,
+        mesh_id: str,
+        index: TaskIndex,
+        *,
+        notice: str | None = None,
+        fragment: bool = False,
+        polled: bool = False,
     ) -> Response:
-        project = visit.project
-        reply = await visit.call("GET", f"/v1/{project}/meshes/{segment(mesh_id)}")
-        mesh_url = f"{BASE}/meshes/{segment(mesh_id)}"
-        if not reply.ok:
-            if fragment and reply.status >= 500:  # e.g. the database is briefly unreachable
-                return visit.page("_retry.html", live_url=f"{mesh_url}/live", notice=reply.message)
+        """The mesh's page; ``fragment``: only its live region (an action's answer, or ``polled``:
+        fetched by polling or by a stream that failed, and then it keeps polling)."""
+        state = await read_mesh(visit, mesh_id, index)
+        if isinstance(state, ApiReply):
+            url = mesh_url(mesh_id)
+            if fragment and state.status >= 500:  # e.g. the database is briefly unreachable
+                return visit.page(
+                    "_retry.html", live_url=f"{url}/live", live_mode=Mode.POLLING, notice=state.message
+                )
             if fragment:
-                return visit.go(mesh_url)  # the full page says why
-            return visit.problem(reply.status, reply.message)
-        mesh = mesh_view(reply.body)
-        task = task_error = tree = tree_error = None
-        listed = await visit.call(
-            "GET", f"/v1/{project}/mesh-upgrade?limit={HISTORY}&meshId={segment(mesh_id)}"
-        )
-        tasks: TaskIndex = ListedTasks(mesh_id, listed.body, index) if listed.ok else index
-        task_id = tasks.latest(mesh_id)
-        if task_id is not None:
-            task_reply = await visit.call("GET", f"/v1/{project}/mesh-upgrade/{segment(task_id)}")
-            if task_reply.ok:
-                task = task_view(task_reply.body)
-            elif task_reply.status == 404:
-                tasks.forget(mesh_id, task_id)  # deleted through the API
-            else:
-                task_error = task_reply.message
-        job_id = task.job_id if task is not None else (mesh.job_id if mesh.moving else "")
-        if job_id:
-            job_reply = await visit.call("GET", f"/v1/{project}/mesh-job/{segment(job_id)}")
-            if job_reply.ok:
-                tree = tree_rows(job_reply.body)
-            else:
-                tree_error = job_reply.message
-        context: dict[str, Any] = {
-            "mesh": mesh,
-            "mesh_url": mesh_url,
-            "live_url": f"{mesh_url}/live",
-            "active": mesh.moving or (task is not None and task.running),
-            "task": task,
-            "task_error": task_error,
-            "tree": tree,
-            "tree_error": tree_error,
-            "targets": upgrade_targets(mesh.version),
-            "history": tasks.history if isinstance(tasks, ListedTasks) else None,
-            "notice": notice,
-        }
+                return visit.go(url)  # the full page says why
+            return visit.problem(state.status, state.message)
+        tree, tree_error = await read_tree(visit, state.job_id)
+        mode = fragment_mode(state.active) if polled else page_mode(state.active, state.job_id)
+        context = state.context(mode, tree=tree, tree_error=tree_error, notice=notice)
         response = visit.page("_live.html" if fragment else "mesh.html", **context)
         if isinstance(index, RememberedTasks) and index.changed:
             visit.cookie(response, TASKS_COOKIE, index.cookie())
@@ -293,9 +191,14 @@ def build_router(console: Console) -> APIRouter:
         if visit.session is None:
             return visit.to_sign_in("invalid")
         try:
-            return await mesh_page(visit, mesh_id, visit.task_index(), fragment=True)
+            return await mesh_page(visit, mesh_id, visit.task_index(), fragment=True, polled=True)
         except SignedOut as out:
             return visit.to_sign_in(out.reason)
+
+    @router.get("/meshes/{mesh_id}/live/events")
+    async def mesh_live_events(request: Request, mesh_id: str) -> Response:
+        """The live region as a stream of server-sent events (see ``console.live``)."""
+        return LiveStream(Visit(console, request), mesh_id)
 
     async def action(request: Request) -> tuple[Visit, dict[str, list[str]], Response | None]:
         """The visit and form of a POST, or the response refusing it (signed out, or forged)."""
