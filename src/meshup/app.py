@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -212,6 +213,11 @@ def create_app(
         if pool is not None:
             pool.start()
         writer = None
+        if access_log_stream is not None:  # a served process (see ``meshup serve``)
+            # What start-up built lives as long as the process: out of the collector's sight, a
+            # full collection walks only what requests allocate (shorter pauses, a lower p99).
+            gc.collect()
+            gc.freeze()
         if settings.access_log and access_log_stream is not None:
             writer = LineWriter(access_log_stream).start()
             write_access_log_to(writer)
