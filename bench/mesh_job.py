@@ -13,7 +13,7 @@ interpreter) on its own database, so one run prints bare, before and after.
     python bench/mesh_job.py                       # 1,000 and 100,000 stored jobs, SQLite
     python bench/mesh_job.py --jobs 1000 --duration 5 --compare-ref main
     python bench/mesh_job.py --jobs 1000 1000000   # up to a million
-    python bench/mesh_job.py --database-url postgresql://postgres@127.0.0.1:5432/bench
+    python bench/mesh_job.py --database-url postgresql://postgres@127.0.0.1:5432/test  # makes its own databases
 
 Needs wrk (Debian package ``wrk``).
 """
@@ -267,9 +267,6 @@ def databases(base_url: str | None, work: Path, count: int) -> Iterator[list[str
     if base_url is None:
         yield [f"sqlite:///{work / f'meshup-{i}.db'}" for i in range(count)]
         return
-    if count == 1:
-        yield [base_url]
-        return
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -468,7 +465,9 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, nargs="+", default=[1000, 100_000])
     parser.add_argument(
-        "--database-url", default=None, help="PostgreSQL URL of an EMPTY database (default: SQLite)"
+        "--database-url",
+        default=None,
+        help="PostgreSQL server URL; the benchmark makes (and drops) its own databases beside it (default: SQLite)",
     )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
