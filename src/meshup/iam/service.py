@@ -101,6 +101,9 @@ class _Caches:
     epoch: int = -1
     keys: dict[str, AccessKey] = field(default_factory=dict)
     principals: dict[str, Principal | None] = field(default_factory=dict)
+    # IAM decisions on a mesh, by everything they depend on (the principal is kept in the value,
+    # so its id cannot be reused while the entry lives).
+    decisions: dict[tuple[object, ...], tuple[Principal, Decision]] = field(default_factory=dict)
 
 
 class IdentityService:
@@ -349,6 +352,38 @@ class IdentityService:
         principal = caller.principal
         if principal.user.is_root:
             return
+        memo = None
+        if mesh is not None and request_tags is None and enterprise_project_id is None:
+            # The decision is a pure function of these (g:CurrentTime has second precision):
+            # a polled resource is decided once a second per caller and address, not per request.
+            tags = mesh.tags if isinstance(mesh.tags, tuple) else tuple(mesh.tags)
+            key = (id(principal), action.name, project_id, mesh.id, mesh.enterprise_project_id, tags)
+            memo = (*key, source_ip, self._current_time())
+            decisions = self._caches.decisions
+            known = decisions.get(memo)
+            if known is not None and known[0] is principal:
+                self._decided(known[1], caller, action, project_id, mesh)
+                return
+        decision = self._decide(
+            caller, action, project_id, mesh, source_ip, request_tags, enterprise_project_id
+        )
+        if memo is not None:
+            if len(decisions) >= MAX_CACHE_ENTRIES:
+                decisions.clear()
+            decisions[memo] = (principal, decision)
+        self._decided(decision, caller, action, project_id, mesh)
+
+    def _decide(
+        self,
+        caller: Caller,
+        action: Action,
+        project_id: str,
+        mesh: MeshFacts | None,
+        source_ip: str,
+        request_tags: Sequence[tuple[str, str]] | None,
+        enterprise_project_id: str | None,
+    ) -> Decision:
+        principal = caller.principal
         region = principal.projects.get(project_id, "")
         context: dict[str, str | Sequence[str]] = {
             "g:userid": principal.user.id,
@@ -373,7 +408,7 @@ class IdentityService:
             for tag_key, tag_value in request_tags:
                 context[f"g:requesttag/{tag_key.lower()}"] = tag_value
             context["g:tagkeys"] = [tag_key for tag_key, _ in request_tags]
-        decision = evaluate(
+        return evaluate(
             principal.grants,
             AuthzRequest(
                 action=action.name,
@@ -383,8 +418,17 @@ class IdentityService:
                 context=context,
             ),
         )
+
+    @staticmethod
+    def _decided(
+        decision: Decision, caller: Caller, action: Action, project_id: str, mesh: MeshFacts | None
+    ) -> None:
         if decision is Decision.ALLOW:
             return
+        principal = caller.principal
+        resource = (
+            mesh_urn(principal.projects.get(project_id, ""), principal.account.id, mesh.id) if mesh else None
+        )
         target = resource or f"project {project_id}"
         kind = (
             "explicit deny: a policy denies it"

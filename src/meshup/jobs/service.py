@@ -76,5 +76,5 @@ class JobService:
         document = render(bundle.nodes, job_id)
         if document is None:
             return None
-        mesh = MeshFacts(bundle.mesh_id, bundle.enterprise_project_id or "0", bundle.tags)
+        mesh = MeshFacts(bundle.mesh_id, bundle.enterprise_project_id or "0", tuple(bundle.tags))
         return _Answer(bundle.project_id, mesh, orjson.dumps(document))
