@@ -200,6 +200,21 @@ def test_a_killed_process_is_replaced(two_processes: ServerProcess) -> None:
     assert now_serving - serving, "no new process was started"
 
 
+def test_the_processes_end_when_their_supervisor_is_killed(two_processes: ServerProcess) -> None:
+    """No orphan keeps the port: a serving process whose supervisor died ends (Linux tells it)."""
+    server = two_processes
+    serving = answering_processes(server, 2)
+    assert len(serving) == 2, f"only {serving} answered:\n{server.log()}"
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(timeout=DEADLINE)
+    deadline = time.monotonic() + DEADLINE
+    while any(alive(pid) for pid in serving) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in serving if alive(pid)]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/healthz")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
