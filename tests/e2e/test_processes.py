@@ -74,22 +74,27 @@ def holder(inode: int, candidates: set[int]) -> int | None:
     return None
 
 
-def answering_process(server: ServerProcess) -> int | None:
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: meshup\r\n\r\n"
+
+
+def answering_process(server: ServerProcess, request: bytes = HEALTHZ, status: int = 200) -> int | None:
     """One request on a new connection; the process that answered it (or None if unsure)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: meshup\r\n\r\n")
+        sock.sendall(request)
         reply = sock.recv(65536)
-        assert reply.startswith(b"HTTP/1.1 200"), reply
+        assert reply.startswith(f"HTTP/1.1 {status}".encode()), reply
         inode = server_socket_inode(server.port, sock.getsockname()[1])
         return None if inode is None else holder(inode, children(server.process.pid))
 
 
-def answering_processes(server: ServerProcess, count: int) -> set[int]:
+def answering_processes(
+    server: ServerProcess, count: int, request: bytes = HEALTHZ, status: int = 200
+) -> set[int]:
     """Requests on new connections until ``count`` different processes have answered."""
     seen: set[int] = set()
     deadline = time.monotonic() + DEADLINE
     while len(seen) < count and time.monotonic() < deadline:
-        pid = answering_process(server)
+        pid = answering_process(server, request, status)
         if pid is not None:
             seen.add(pid)
     return seen
@@ -119,7 +124,9 @@ def accounts(url: str) -> int:
 def two_processes(backend: str, tmp_path: Path) -> Iterator[ServerProcess]:
     """``serve --processes 2`` on an empty database (its first start)."""
     with database_url(backend, tmp_path) as url:
-        server = start_server(tmp_path, url, extra_args=["--processes", "2"])
+        server = start_server(
+            tmp_path, url, extra_args=["--processes", "2", "--max-header-line-bytes", "512"]
+        )
         try:
             yield server
         finally:
@@ -163,6 +170,10 @@ def test_two_processes_answer_one_port_and_stop_together(two_processes: ServerPr
     while not serving <= worker_pids(server.database_url) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert serving <= worker_pids(server.database_url)
+
+    # Each process bounds request heads as a single server does (the configured limit, 431).
+    oversized = b"GET /healthz HTTP/1.1\r\nHost: meshup\r\nX-Long: " + b"a" * 600 + b"\r\n\r\n"
+    assert answering_processes(server, 2, oversized, 431) == serving
 
     # Several processes serve no control API (its clock and snapshots would be one process's).
     control = httpx.get(f"{server.url}/meshup-api/clock")
