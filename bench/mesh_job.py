@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,8 +189,17 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(url: str, headers: dict[str, str], duration: int, connections: int, label: str, pid: int) -> Result:
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
+def wrk(
+    url: str,
+    headers: dict[str, str],
+    duration: int,
+    connections: int,
+    label: str,
+    pid: int,
+    prefix: Sequence[str] = (),
+) -> Result:
+    """One wrk run; ``prefix`` runs it under another command (``taskset -c 1`` pins it to a core)."""
+    args = [*prefix, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     cpu_before = cpu_seconds(pid)

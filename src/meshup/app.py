@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from fastapi import FastAPI, Request
@@ -44,18 +42,17 @@ from meshup.http.requests import request_id
 from meshup.http.runtime import Runtime
 from meshup.iam import routes as iam_routes
 from meshup.iam.login import LoginPolicy, LoginService
-from meshup.iam.secrets import MasterKey, MasterKeyError
 from meshup.iam.service import IdentityService
 from meshup.jobs import routes as job_routes
 from meshup.jobs.model import JobNode
 from meshup.jobs.service import JobService
+from meshup.keys import load_master_key
 from meshup.meshes import routes as mesh_routes
 from meshup.meshes.plans import OWNER as MESH_OWNER
 from meshup.meshes.service import MeshService
 from meshup.namespaces import routes as namespace_routes
 from meshup.namespaces.service import NamespaceService
-from meshup.store import identity as identity_store
-from meshup.store.db import Database, sqlite_path
+from meshup.store.db import Database
 from meshup.store.hot import HotReader
 from meshup.store.uow import UnitOfWork, UnitOfWorkFactory
 from meshup.upgrades import routes as upgrade_routes
@@ -63,35 +60,6 @@ from meshup.upgrades.service import OWNER, UpgradeService
 from meshup.upgrades.steps import STEPS
 
 log = logging.getLogger("meshup")
-
-KEY_CHECK_SETTING = "master_key_check"
-
-
-def key_file_for(settings: Settings) -> Path:
-    if settings.master_key_file is not None:
-        return settings.master_key_file
-    database = sqlite_path(settings.database_url)
-    if database is not None:
-        return database.parent / "meshup.key"
-    return Path("meshup.key")
-
-
-def load_master_key(settings: Settings, db: Database) -> MasterKey:
-    """The configured key, or the key file (created on first start); checked against the database."""
-    if settings.master_key:
-        key = MasterKey.from_text(settings.master_key)
-    else:
-        key = MasterKey.load_or_create(key_file_for(settings))
-    with db.write() as conn:
-        stored = identity_store.get_setting(conn, KEY_CHECK_SETTING)
-        if stored is None:
-            identity_store.set_setting(conn, KEY_CHECK_SETTING, key.check_value())
-        elif stored != key.check_value():
-            raise MasterKeyError(
-                "the master key does not match the one this database was set up with "
-                "(check MESHUP_MASTER_KEY / the key file)"
-            )
-    return key
 
 
 def build_runtime(
@@ -213,11 +181,6 @@ def create_app(
         if pool is not None:
             pool.start()
         writer = None
-        if access_log_stream is not None:  # a served process (see ``meshup serve``)
-            # What start-up built lives as long as the process: out of the collector's sight, a
-            # full collection walks only what requests allocate (shorter pauses, a lower p99).
-            gc.collect()
-            gc.freeze()
         if settings.access_log and access_log_stream is not None:
             writer = LineWriter(access_log_stream).start()
             write_access_log_to(writer)

@@ -12,8 +12,6 @@ from typing import Any
 from meshup.clock import Clock
 from meshup.iam.identity import new_access_key, new_hex_id, new_password, new_secret_key
 from meshup.iam.secrets import MasterKey
-from meshup.seed.apply import apply_seed
-from meshup.seed.schema import parse_seed
 from meshup.store import identity as identity_store
 from meshup.store.db import Database
 
@@ -88,6 +86,13 @@ class DemoCredentials:
 
 def create_demo_if_empty(db: Database, master_key: MasterKey, clock: Clock) -> DemoCredentials | None:
     """Create the demo account when no account exists yet; None when there is already one."""
+    with db.read() as conn:
+        if identity_store.count_accounts(conn) > 0:
+            return None  # every start but the first: nothing to parse
+    # Imported here, where they are used once in a database's life: not part of every start.
+    from meshup.seed.apply import apply_seed
+    from meshup.seed.schema import parse_seed
+
     project_id = new_hex_id()
     credentials = DemoCredentials(
         account=DEMO_ACCOUNT,

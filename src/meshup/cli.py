@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
 from meshup import __version__
 from meshup.client.admin import admin_cli
 from meshup.client.commands import audit_cli, job_cli, mesh_cli, upgrade_cli
 from meshup.config import Settings, from_environment
+
+if TYPE_CHECKING:
+    from meshup.iam.secrets import MasterKey
+    from meshup.seed.schema import SeedFile
+    from meshup.store.db import Database
 
 cli = typer.Typer(
     add_completion=False, no_args_is_help=True, help="meshup: Huawei Cloud ASM mesh-upgrade service."
@@ -44,17 +47,6 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("meshup.access").propagate = False
-    access = logging.StreamHandler(sys.stdout)
-    access.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("meshup.access").addHandler(access)
-    logging.getLogger("meshup.access").setLevel(logging.INFO)
-
-
 @cli.command()
 def version() -> None:
     """Print the meshup version."""
@@ -83,6 +75,12 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="API only: run workers with `meshup worker`.")
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="Serving processes sharing the port, each with its own engine workers (default 1; env MESHUP_PROCESSES)."
+        ),
+    ] = None,
     sim_speed: Annotated[
         float | None,
         typer.Option(help="Simulated cluster time factor: 0 instant, 1 real time (env MESHUP_SIM_SPEED)."),
@@ -120,13 +118,15 @@ def serve(
     ] = None,
 ) -> None:
     """Run the API server with embedded workers (SQLite and simulated clusters by default)."""
-    from meshup.app import build_runtime, create_app, key_file_for
-    from meshup.bootstrap import create_demo_if_empty, write_credentials_file
-    from meshup.http.heads import HeadLimits, bounded_protocol
+    from meshup.gc_pause import pause_gc
+
+    pause_gc()  # until the server runs: the start-up is mostly imports and wiring
     from meshup.iam.secrets import MasterKeyError
-    from meshup.seed.apply import apply_seed
-    from meshup.seed.schema import SeedError, load_seed
-    from meshup.store.db import sqlite_path
+    from meshup.keys import load_master_key
+    from meshup.logs import configure_logging
+    from meshup.serving import for_processes
+    from meshup.serving import serve as serve_http
+    from meshup.store.db import Database
 
     if ephemeral:
         from meshup.control.ephemeral import ephemeral_store
@@ -143,71 +143,88 @@ def serve(
         access_log=access_log,
         log_level=log_level,
         workers=0 if no_worker else workers,
+        processes=processes,
         sim_speed=sim_speed,
         max_header_line_bytes=max_header_line_bytes,
         max_header_bytes=max_header_bytes,
         max_headers=max_headers,
         head_timeout_seconds=head_timeout_seconds,
     )
-    _configure_logging(settings.log_level)
+    try:
+        settings = for_processes(settings)
+    except ValueError as exc:
+        typer.echo(f"meshup: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level)
     parsed_seed = None
     if seed is not None:
+        from meshup.seed.schema import SeedError, load_seed
+
         try:
             parsed_seed = load_seed(seed)
         except SeedError as exc:
             typer.echo(f"meshup: seed file {seed} is invalid:\n{exc}", err=True)
             raise typer.Exit(2) from exc
+    # What happens once per start, before any process serves: the schema, the key, first data.
+    db = Database(settings.database_url)
     try:
-        rt = build_runtime(settings)
+        db.migrate()
+        master_key = load_master_key(settings, db)
     except MasterKeyError as exc:
         typer.echo(f"meshup: {exc}", err=True)
         raise typer.Exit(2) from exc
-    master_key = rt.identity.master_key
     if parsed_seed is not None:
-        with rt.db.write() as conn:
-            report = apply_seed(conn, parsed_seed, master_key, rt.clock.now())
-        typer.echo(
-            f"meshup: applied {seed}: accounts {', '.join(report.accounts)}; {report.users} users, "
-            f"{report.access_keys} access keys, {report.clusters} clusters, {report.meshes} meshes, {report.jobs} jobs",
-            err=True,
-        )
+        _apply_seed(db, master_key, seed, parsed_seed)
     else:
-        demo = create_demo_if_empty(rt.db, master_key, rt.clock)
-        if demo is not None:
-            database = sqlite_path(settings.database_url)
-            target = (
-                database.parent if database else key_file_for(settings).parent
-            ) / "meshup-credentials.json"
-            token = _control_token(settings, master_key)
-            write_credentials_file(target, demo, settings.advertised_url, control_token=token)
-            _print_first_start(settings, demo, target, token)
-    app = create_app(settings, runtime=rt, access_log_stream=sys.stdout.buffer)
+        _create_demo(settings, db, master_key)
+    app, metrics = None, None
+    if settings.processes == 1:
+        from meshup.app import build_runtime, create_app
+
+        rt = build_runtime(settings, db=db)
+        app = create_app(settings, runtime=rt, access_log_stream=sys.stdout.buffer)
+        metrics = rt.metrics
+    else:
+        db.dispose()  # each serving process opens its own
     if not _is_loopback(settings.host):
         typer.echo(
             f"meshup: listening on {settings.host}, beyond loopback: anyone who can reach this address may "
             "try credentials; put TLS in front of it",
             err=True,
         )
-    typer.echo(f"meshup {__version__} listening on {settings.advertised_url}", err=True)
-    limits = HeadLimits(
-        max_line_bytes=settings.max_header_line_bytes,
-        max_head_bytes=settings.max_header_bytes,
-        max_headers=settings.max_headers,
-        timeout=settings.head_timeout_seconds,
+    several = f" ({settings.processes} processes)" if settings.processes > 1 else ""
+    typer.echo(f"meshup {__version__} listening on {settings.advertised_url}{several}", err=True)
+    serve_http(settings, app=app, metrics=metrics)
+
+
+def _apply_seed(db: Database, master_key: MasterKey, path: Path | None, parsed: SeedFile) -> None:
+    from meshup.clock import SystemClock
+    from meshup.seed.apply import apply_seed
+
+    with db.write() as conn:
+        report = apply_seed(conn, parsed, master_key, SystemClock().now())
+    typer.echo(
+        f"meshup: applied {path}: accounts {', '.join(report.accounts)}; {report.users} users, "
+        f"{report.access_keys} access keys, {report.clusters} clusters, {report.meshes} meshes, {report.jobs} jobs",
+        err=True,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        http=bounded_protocol(limits, metrics=rt.metrics, access_log=settings.access_log),
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        # Open event streams would otherwise hold a SIGTERM until they end (up to an hour); after
-        # this grace the remaining connections close and the workers drain as usual.
-        timeout_graceful_shutdown=10,
-    )
+
+
+def _create_demo(settings: Settings, db: Database, master_key: MasterKey) -> None:
+    """On an empty database: the demo account, its credentials file and the first-start message."""
+    from meshup.bootstrap import create_demo_if_empty, write_credentials_file
+    from meshup.clock import SystemClock
+    from meshup.keys import key_file_for
+    from meshup.store.db import sqlite_path
+
+    demo = create_demo_if_empty(db, master_key, SystemClock())
+    if demo is None:
+        return
+    database = sqlite_path(settings.database_url)
+    target = (database.parent if database else key_file_for(settings).parent) / "meshup-credentials.json"
+    token = _control_token(settings, master_key)
+    write_credentials_file(target, demo, settings.advertised_url, control_token=token)
+    _print_first_start(settings, demo, target, token)
 
 
 def _is_loopback(host: str) -> bool:
@@ -221,12 +238,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _control_token(settings: Settings, master_key: object) -> str | None:
+def _control_token(settings: Settings, master_key: MasterKey) -> str | None:
     from meshup.control.access import control_api_enabled
     from meshup.control.setup import control_token
-    from meshup.iam.secrets import MasterKey
 
-    assert isinstance(master_key, MasterKey)
     return (
         control_token(settings, master_key)
         if control_api_enabled(settings.control_api, settings.host)
@@ -291,10 +306,10 @@ def seed_apply(
     ] = None,
 ) -> None:
     """Apply a seed file to the configured database (servers may be running)."""
-    from meshup.app import load_master_key
     from meshup.clock import SystemClock
     from meshup.errors import MeshupError
     from meshup.iam.secrets import MasterKeyError
+    from meshup.keys import load_master_key
     from meshup.seed.apply import apply_seed
     from meshup.seed.schema import SeedError, load_seed
     from meshup.store.db import Database
@@ -341,6 +356,7 @@ def worker(
     from meshup.app import build_runtime
     from meshup.engine.worker import WorkerPool
     from meshup.iam.secrets import MasterKeyError
+    from meshup.logs import configure_logging
 
     settings = _settings(
         database_url=database_url,
@@ -349,7 +365,7 @@ def worker(
         master_key_file=master_key_file,
         log_level=log_level,
     )
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     try:
         rt = build_runtime(settings)
     except MasterKeyError as exc:

@@ -33,6 +33,7 @@ class Settings:
     public_url: str | None = None  # advertised in token catalogues; default http://host:port
     max_body_bytes: int = 1024 * 1024
     workers: int = 2  # engine worker threads in this process; 0 = none (API only)
+    processes: int = 1  # serving processes behind the one port (``serve --processes``)
     sim_speed: float = 1.0  # simulated-cluster time factor: 0 = instant, 0.5 = twice as fast
     lease_seconds: float = 30.0
     # Request heads, as an API gateway bounds them: a longer line, a larger head or more header
@@ -50,6 +51,8 @@ class Settings:
             if not getattr(self, name) > 0:
                 flag, variable = name.replace("_", "-"), f"MESHUP_{name.upper()}"
                 raise ValueError(f"--{flag} / {variable} must be positive")
+        if self.processes < 1:
+            raise ValueError(f"--processes / MESHUP_PROCESSES must be 1 or more, not {self.processes}")
         if self.clock not in ("system", "manual"):
             raise ValueError(f"clock must be system or manual, not {self.clock!r}")
         if self.control_api not in ("on", "off", "auto"):
@@ -111,6 +114,7 @@ def from_environment(env: dict[str, str] | None = None) -> Settings:
         "MESHUP_LOG_LEVEL": ("log_level", str),
         "MESHUP_PUBLIC_URL": ("public_url", str),
         "MESHUP_WORKERS": ("workers", int),
+        "MESHUP_PROCESSES": ("processes", int),
         "MESHUP_SIM_SPEED": ("sim_speed", float),
         "MESHUP_LEASE_SECONDS": ("lease_seconds", float),
         "MESHUP_MAX_HEADER_LINE_BYTES": ("max_header_line_bytes", int),

@@ -22,5 +22,8 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 # A hash of nothing anyone knows: verifying against it costs as much as a real check, so an
-# unknown user name takes as long as a wrong password.
-DUMMY_HASH = hash_password("meshup-unknown-user-placeholder")
+# unknown user name takes as long as a wrong password. Written out rather than computed: hashing
+# at import was a tenth of a second of every start (a unit test keeps its cost the hasher's own).
+DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$7UPJJr/slZ+JamrYNxA49w$Zss68LoEZYQ2C8/V5jYwhSUfM1iUnN/Jn6ETVvUeyT8"
+)

@@ -108,6 +108,7 @@ class MeshupServer:
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "meshup.cli", "serve", "--ephemeral", "--host", "127.0.0.1"]
         args += ["--port", str(self.port), "--clock", self.clock, "--control-api", "on"]
+        args += ["--processes", "1"]  # the control API acts on one process, whatever MESHUP_PROCESSES says
         if self.seed is not None:
             args += ["--seed", str(self.seed)]
         args += list(self.extra_args)

@@ -16,6 +16,12 @@ if connection is None:  # pragma: no cover - only when alembic is run by hand
         with context.begin_transaction():
             context.run_migrations()
 else:
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    # meshup's connections emit BEGIN themselves (on SQLite: BEGIN IMMEDIATE, pysqlite's own
+    # handling off), so DDL is transactional on SQLite too: all revisions run in one transaction
+    # that holds the write lock from the version read to the commit. Per-revision transactions
+    # (Alembic's SQLite default) let two processes starting at once apply the same revision.
+    context.configure(
+        connection=connection, target_metadata=metadata, render_as_batch=True, transactional_ddl=True
+    )
     with context.begin_transaction():
         context.run_migrations()
