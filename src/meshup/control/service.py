@@ -30,6 +30,9 @@ from meshup.timefmt import as_utc, parse_rfc3339
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 MAX_LEAVES = 100_000
+# The start-up state is kept in memory for ``reset to start``: the small databases of test suites,
+# not a production-sized one (a million jobs would hold gigabytes for a reset nobody asked for).
+MAX_START_SNAPSHOT_ROWS = 50_000
 
 
 class SeedRejected(InvalidRequest):
@@ -55,6 +58,7 @@ class ControlService:
         self.rt = rt
         self._lock = threading.Lock()
         self._start: snapshots.Snapshot | None = None
+        self._start_rows = 0  # rows of a database too large to keep at start-up
         self._named: dict[str, snapshots.Snapshot] = {}
 
     @property
@@ -63,12 +67,21 @@ class ControlService:
 
     def take_start_snapshot(self) -> None:
         with self.rt.db.read() as conn:
+            rows = snapshots.count_rows(conn)
+            if rows > MAX_START_SNAPSHOT_ROWS:
+                self._start_rows = rows
+                return
             self._start = snapshots.capture(conn, "start", self.clock.now())
 
     # -- reset and snapshots -------------------------------------------------------------------
 
     def reset(self, to: str) -> float:
         """Back to the state at start-up (or to no rows at all); the milliseconds it took."""
+        if to == "start" and self._start_rows:
+            raise Conflict(
+                f"the start-up state was not kept: the database held {self._start_rows} rows at start-up "
+                f"(at most {MAX_START_SNAPSHOT_ROWS} are kept); reset to empty, or restore a saved snapshot"
+            )
         began = time.perf_counter()
         self._restore(self._start if to == "start" else None)
         return round((time.perf_counter() - began) * 1000, 2)

@@ -33,6 +33,11 @@ class Snapshot:
     rows: Mapping[str, Sequence[Mapping[str, Any]]]
 
 
+def count_rows(conn: Connection) -> int:
+    """The rows a snapshot would hold."""
+    return sum(int(conn.execute(select(func.count()).select_from(table)).scalar_one()) for table in _tables())
+
+
 def capture(conn: Connection, name: str, now: datetime) -> Snapshot:
     """Every row, read in one transaction (a consistent view)."""
     rows = {table.name: [dict(row) for row in conn.execute(select(table)).mappings()] for table in _tables()}
