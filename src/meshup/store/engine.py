@@ -1,8 +1,8 @@
 """The engine's reads and writes: claims with leases, reaping, and finishing leaves.
 
-Claims commit at once and no transaction stays open while a step runs: a leaf is claimed (one
-commit), started (another), its step runs through a driver with no connection held, and the finish
-is one transaction. PostgreSQL claims with
+No transaction stays open while a step runs: a leaf is claimed and started (in one commit, or two
+when its tree is busy), its step runs through a driver with no connection held, and the finish is
+one transaction (which may claim the worker's next leaf). PostgreSQL claims with
 ``FOR UPDATE SKIP LOCKED`` so workers never wait on each other; SQLite serialises writers with
 ``BEGIN IMMEDIATE`` (see store.db), which gives the same guarantee.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, func, or_, select, text, update
 
 from meshup.jobs.model import JobNode
 from meshup.store import tables as t
@@ -38,9 +38,15 @@ class ClaimedLeaf:
     took_expired_lease: bool = False  # ...and the reaper had not released it (an expiry to count)
 
 
+# The partial index ix_jobs_runnable serves a query only when the query repeats its predicate as
+# written (``runnable``): with ``runnable IS true`` or ``runnable = 1`` SQLite and PostgreSQL both
+# scan every stored job.
+RUNNABLE = text("jobs.runnable")
+
+
 def _claimable(now: datetime) -> Any:
     return and_(
-        j.c.runnable.is_(True),
+        RUNNABLE,
         j.c.run_after <= now,
         or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now),
     )
@@ -50,16 +56,21 @@ def _claimable(now: datetime) -> Any:
 _account_of_mesh = select(t.meshes.c.account_id).where(t.meshes.c.id == j.c.mesh_id).scalar_subquery()
 
 
-def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
-    """Lease the leaf that has been due longest. The candidate is read (and row-locked, skipping
-    rows other workers are claiming) before it is leased, so the claim knows whether it takes over
-    an expired lease: one the reaper released, or one nobody released yet (its owner is still set)."""
-    candidate = (
+def claim_candidate(now: datetime) -> Select[Any]:
+    """The leaf due longest, read through the runnable index."""
+    return (
         select(j.c.id, j.c.lease_owner, j.c.lease_expired)
         .where(_claimable(now))
         .order_by(j.c.run_after)
         .limit(1)
     )
+
+
+def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
+    """Lease the leaf that has been due longest. The candidate is read (and row-locked, skipping
+    rows other workers are claiming) before it is leased, so the claim knows whether it takes over
+    an expired lease: one the reaper released, or one nobody released yet (its owner is still set)."""
+    candidate = claim_candidate(now)
     if conn.dialect.name == "postgresql":
         candidate = candidate.with_for_update(skip_locked=True)
     found = conn.execute(candidate).first()
@@ -125,6 +136,16 @@ def lock_tree(conn: Connection, root_id: str) -> None:
         conn.execute(select(j.c.id).where(j.c.id == root_id).with_for_update())
 
 
+def try_lock_tree(conn: Connection, root_id: str) -> bool:
+    """:func:`lock_tree` without waiting: False when another transaction holds the tree. Taken
+    while a leaf of the tree is already locked (the claim), so it must never wait: waiting there
+    would reverse the root-before-leaves lock order."""
+    if conn.dialect.name != "postgresql":
+        return True  # SQLite: the writer already holds the whole database
+    query = select(j.c.id).where(j.c.id == root_id).with_for_update(skip_locked=True)
+    return conn.execute(query).first() is not None
+
+
 def lock_leaf(conn: Connection, job_id: str, owner: str) -> bool:
     """Inside the finishing transaction: is the lease still ours? (row-locked on PostgreSQL)"""
     query = select(j.c.lease_owner, j.c.runnable).where(j.c.id == job_id)
@@ -145,7 +166,7 @@ def extend_leases(conn: Connection, owner: str, job_ids: Iterable[str], until: d
 def expired_leases(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str]]:
     """(leaf id, root id) of runnable leaves whose lease has run out."""
     rows = conn.execute(
-        select(j.c.id, j.c.root_id).where(j.c.runnable.is_(True), j.c.lease_expires_at < now).limit(limit)
+        select(j.c.id, j.c.root_id).where(RUNNABLE, j.c.lease_expires_at < now).limit(limit)
     ).all()
     return [(str(row.id), str(row.root_id)) for row in rows]
 
@@ -163,7 +184,7 @@ def release_expired(conn: Connection, job_id: str, now: datetime) -> int:
 
 def next_wake(conn: Connection) -> datetime | None:
     """The earliest time any runnable leaf becomes due (for deterministic runs)."""
-    value = conn.execute(select(func.min(j.c.run_after)).where(j.c.runnable.is_(True))).scalar()
+    value = conn.execute(select(func.min(j.c.run_after)).where(RUNNABLE)).scalar()
     return value
 
 
@@ -278,7 +299,5 @@ class Backlog:
 def backlog(conn: Connection, now: datetime) -> Backlog:
     """Read through the partial runnable index: cheap however many jobs are stored."""
     waiting = conn.execute(select(func.count(), func.min(j.c.run_after)).where(_claimable(now))).one()
-    leased = conn.execute(
-        select(func.count()).where(j.c.runnable.is_(True), j.c.lease_expires_at >= now)
-    ).scalar_one()
+    leased = conn.execute(select(func.count()).where(RUNNABLE, j.c.lease_expires_at >= now)).scalar_one()
     return Backlog(waiting=int(waiting[0]), oldest_due=waiting[1], leased=int(leased))
