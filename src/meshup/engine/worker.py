@@ -10,9 +10,10 @@ starts its next leaf in that same finishing transaction, so besides its step a l
 commit. A crash anywhere loses nothing: a step whose outcome was not recorded runs again, and
 drivers make that repeated request converge; a claim dies with its transaction, or its lease expires.
 
-Lock order is the tree (its root row) before its leaves. A claim locks a leaf first, so it only
-*tries* the tree lock; when another transaction holds the tree, the claim commits alone and the
-leaf is started by a transaction of its own that waits for the tree as every other writer does.
+Lock order is the tree (its root row) before its leaves. A claim never waits for a lock: it takes
+a due leaf whose tree is free together with the tree lock, and only when every due leaf is in a
+busy tree one of those; then it commits alone and the leaf is started by a transaction of its own
+that waits for the tree as every other writer does.
 
 Each engine counts what it does (``engine.stats``) and stores the figures with its heartbeat, so
 that /metrics of any API process can report the work of every worker process.
@@ -139,8 +140,11 @@ class Engine:
         leaf = engine_store.claim(conn, self.owner, now, self.config.lease)
         if leaf is None:
             return None
-        # The claim holds the leaf's row: the tree lock may only be tried, never waited for.
-        started = leaf.root_id == held_root or engine_store.try_lock_tree(conn, leaf.root_id)
+        # Unless the claim took the tree lock with the leaf, the tree lock may only be tried here,
+        # never waited for: the claim holds the leaf's row.
+        started = (
+            leaf.tree_locked or leaf.root_id == held_root or engine_store.try_lock_tree(conn, leaf.root_id)
+        )
         if started:
             engine_store.start_leaf(conn, leaf.id, now)
             self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
@@ -274,8 +278,7 @@ class Engine:
             log.exception("could not record the failure of job %s; its lease will expire", leaf.id)
 
     def _refresh_ancestors(self, conn: Connection, root_id: str, leaf_id: str, now: datetime) -> None:
-        nodes_list, _ = engine_store.load_tree_with_payloads(conn, root_id)
-        nodes = assemble(nodes_list)
+        nodes = assemble(engine_store.load_tree(conn, root_id))
         for changed in rederive_ancestors(nodes, leaf_id):
             engine_store.write_node_state(conn, changed)
 

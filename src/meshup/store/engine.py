@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, func, or_, select, text, update
 
 from meshup.jobs.model import JobNode
+from meshup.store import jobs as job_store
 from meshup.store import tables as t
 from meshup.store.jobs import _node
 
@@ -36,6 +37,7 @@ class ClaimedLeaf:
     account_id: str  # of the mesh: whose clusters the step acts on
     after_expiry: bool = False  # an earlier claim of this leaf expired: this one is a reclaim
     took_expired_lease: bool = False  # ...and the reaper had not released it (an expiry to count)
+    tree_locked: bool = False  # the claim holds its tree's lock too (as lock_tree would take it)
 
 
 # The partial index ix_jobs_runnable serves a query only when the query repeats its predicate as
@@ -66,14 +68,38 @@ def claim_candidate(now: datetime) -> Select[Any]:
     )
 
 
+_tree_root = j.alias("tree_root")
+
+
+def claim_candidate_in_free_tree(now: datetime) -> Select[Any]:
+    """PostgreSQL: the leaf due longest whose tree nobody else holds, locking leaf and tree root at
+    once without waiting. Workers spread over trees this way: a tree's ready leaves share one due
+    time, and claimers that all took the oldest tree would queue on its lock at every finish."""
+    return (
+        select(j.c.id, j.c.lease_owner, j.c.lease_expired)
+        .join(_tree_root, _tree_root.c.id == j.c.root_id)
+        .where(_claimable(now))
+        .order_by(j.c.run_after)
+        .limit(1)
+        .with_for_update(of=[j, _tree_root], skip_locked=True)
+    )
+
+
 def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
     """Lease the leaf that has been due longest. The candidate is read (and row-locked, skipping
     rows other workers are claiming) before it is leased, so the claim knows whether it takes over
-    an expired lease: one the reaper released, or one nobody released yet (its owner is still set)."""
-    candidate = claim_candidate(now)
+    an expired lease: one the reaper released, or one nobody released yet (its owner is still set).
+
+    On PostgreSQL a leaf whose tree is free comes first, and then the claim holds the tree lock
+    (``tree_locked``); only when every due leaf is in a busy tree does it take one of those."""
+    tree_locked = True  # SQLite: this writer holds the whole database
     if conn.dialect.name == "postgresql":
-        candidate = candidate.with_for_update(skip_locked=True)
-    found = conn.execute(candidate).first()
+        found = conn.execute(claim_candidate_in_free_tree(now)).first()
+        tree_locked = found is not None
+        if found is None:
+            found = conn.execute(claim_candidate(now).with_for_update(skip_locked=True)).first()
+    else:
+        found = conn.execute(claim_candidate(now)).first()
     if found is None:
         return None
     stmt = (
@@ -109,6 +135,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         account_id=str(row.account_id or ""),
         after_expiry=bool(found.lease_expired) or unreleased,
         took_expired_lease=unreleased,
+        tree_locked=tree_locked,
     )
 
 
@@ -203,6 +230,11 @@ _TREE_FULL = select(
     j.c.payload,
     j.c.runnable,
 )
+
+
+def load_tree(conn: Connection, root_id: str) -> list[JobNode]:
+    """The nodes of a tree without their payloads (re-deriving ancestors needs no more)."""
+    return job_store.load_tree(conn, root_id)
 
 
 def load_tree_with_payloads(
