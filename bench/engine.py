@@ -17,8 +17,9 @@ processes against 1.
     python bench/engine.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
     python bench/engine.py --upgrades 3 --workers 1 --json engine.json
 
-With ``--database-url`` the runs use a database ``meshup_bench_engine`` created beside it (and
-dropped at the end); the database the URL names is only used to create and drop it.
+With ``--database-url`` the runs also use PostgreSQL: a database ``meshup_bench_engine``
+(``--database-name``) created on that server for each run and dropped after it; the database the
+URL names is only used to create and drop it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +41,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -127,25 +131,24 @@ def seed_document(upgrades: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def fresh_database(base_url: str | None, work: Path, label: str) -> Iterator[str]:
-    """An empty database for one measured run: a new SQLite file, or ``meshup_bench_engine``
-    (re)created on the server of ``base_url``."""
+def fresh_database(base_url: str | None, work: Path, label: str, name: str) -> Iterator[str]:
+    """An empty database for one measured run: a new SQLite file, or database ``name`` (re)created
+    on the server of ``base_url``."""
     if base_url is None:
         yield f"sqlite:///{work / f'{label}.db'}"
         return
     import psycopg
-    from sqlalchemy.engine import make_url
 
     admin = make_url(base_url)
     dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield admin.set(database=BENCH_DATABASE).render_as_string(hide_password=False)
+        yield admin.set(database=name).render_as_string(hide_password=False)
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def environment(url: str, threads: int) -> dict[str, str]:
@@ -478,11 +481,11 @@ def measure(args: argparse.Namespace, work: Path) -> list[Row]:
             bares: list[Measured] = []
             for round_ in range(args.rounds):  # engine and bare alternate: a slow minute hits both
                 label = f"{kind}-{workers}-{round_}"
-                with fresh_database(base_url, work, f"engine-{label}") as url:
+                with fresh_database(base_url, work, f"engine-{label}", args.database_name) as url:
                     run_dir = work / f"engine-{label}"
                     run_dir.mkdir()
                     engines.append(run_engine(url, args.upgrades, workers, args.threads, run_dir))
-                with fresh_database(base_url, work, f"bare-{label}") as url:
+                with fresh_database(base_url, work, f"bare-{label}", args.database_name) as url:
                     bares.append(run_bare(url, args.upgrades, engines[-1].leaves, workers, args.threads))
                 print(
                     f"  {kind} {workers} worker(s), round {round_ + 1}: engine {engines[-1].per_second:.0f}/s, "
@@ -556,6 +559,11 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="PostgreSQL server to run on too (a database is created on it)"
     )
+    parser.add_argument(
+        "--database-name",
+        default=BENCH_DATABASE,
+        help=f"database created for the runs (default {BENCH_DATABASE})",
+    )
     parser.add_argument("--no-sqlite", dest="sqlite", action="store_false", help="PostgreSQL only")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -563,6 +571,10 @@ def main() -> None:
         parser.error("--upgrades, --threads, --rounds and --workers must be positive")
     if not database_kinds(args):
         parser.error("--no-sqlite needs --database-url")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.database_name):
+        parser.error("--database-name: lower-case letters, digits and _ only")
+    if args.database_url and make_url(args.database_url).database == args.database_name:
+        parser.error("--database-name: the runs drop their database; name another than --database-url's")
     work = Path(tempfile.mkdtemp(prefix="meshup-bench-engine-"))
     try:
         result = report(args, measure(args, work))
