@@ -17,9 +17,9 @@ processes against 1.
     python bench/engine.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
     python bench/engine.py --upgrades 3 --workers 1 --json engine.json
 
-With ``--database-url`` the runs also use PostgreSQL: a database ``meshup_bench_engine``
-(``--database-name``) created on that server for each run and dropped after it; the database the
-URL names is only used to create and drop it.
+With ``--database-url`` the runs are on PostgreSQL instead: each run creates a database
+``meshup_bench_engine`` (``--database-name``) on that server and drops it afterwards; the database
+the URL names is only used to create and drop it. ``bench/run_all.py`` runs both.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -454,7 +454,6 @@ def run_bare(url: str, upgrades: int, leaves: int, processes: int, threads: int)
 
 @dataclass
 class Row:
-    database: str
     workers: int
     engine: Measured
     bare: Measured
@@ -464,35 +463,25 @@ class Row:
         return self.engine.per_second / self.bare.per_second if self.bare.per_second else 0.0
 
 
-def database_kinds(args: argparse.Namespace) -> list[tuple[str, str | None]]:
-    kinds: list[tuple[str, str | None]] = []
-    if args.sqlite:
-        kinds.append(("sqlite", None))
-    if args.database_url:
-        kinds.append(("postgresql", args.database_url))
-    return kinds
-
-
-def measure(args: argparse.Namespace, work: Path) -> list[Row]:
+def measure(args: argparse.Namespace, kind: str, work: Path) -> list[Row]:
     rows: list[Row] = []
-    for kind, base_url in database_kinds(args):
-        for workers in args.workers:
-            engines: list[Measured] = []
-            bares: list[Measured] = []
-            for round_ in range(args.rounds):  # engine and bare alternate: a slow minute hits both
-                label = f"{kind}-{workers}-{round_}"
-                with fresh_database(base_url, work, f"engine-{label}", args.database_name) as url:
-                    run_dir = work / f"engine-{label}"
-                    run_dir.mkdir()
-                    engines.append(run_engine(url, args.upgrades, workers, args.threads, run_dir))
-                with fresh_database(base_url, work, f"bare-{label}", args.database_name) as url:
-                    bares.append(run_bare(url, args.upgrades, engines[-1].leaves, workers, args.threads))
-                print(
-                    f"  {kind} {workers} worker(s), round {round_ + 1}: engine {engines[-1].per_second:.0f}/s, "
-                    f"bare {bares[-1].per_second:.0f}/s",
-                    file=sys.stderr,
-                )
-            rows.append(Row(kind, workers, median(engines), median(bares)))
+    for workers in args.workers:
+        engines: list[Measured] = []
+        bares: list[Measured] = []
+        for round_ in range(args.rounds):  # engine and bare alternate: a slow minute hits both
+            label = f"{workers}-{round_}"
+            with fresh_database(args.database_url, work, f"engine-{label}", args.database_name) as url:
+                run_dir = work / f"engine-{label}"
+                run_dir.mkdir()
+                engines.append(run_engine(url, args.upgrades, workers, args.threads, run_dir))
+            with fresh_database(args.database_url, work, f"bare-{label}", args.database_name) as url:
+                bares.append(run_bare(url, args.upgrades, engines[-1].leaves, workers, args.threads))
+            print(
+                f"  {kind}, {workers} worker(s), round {round_ + 1}: engine {engines[-1].per_second:.0f}/s, "
+                f"bare {bares[-1].per_second:.0f}/s",
+                file=sys.stderr,
+            )
+        rows.append(Row(workers, median(engines), median(bares)))
     return rows
 
 
@@ -500,39 +489,40 @@ def median(values: list[Measured]) -> Measured:
     return sorted(values, key=lambda m: m.per_second)[len(values) // 2]
 
 
-def report(args: argparse.Namespace, rows: list[Row]) -> dict[str, Any]:
+def report(args: argparse.Namespace, kind: str, rows: list[Row]) -> dict[str, Any]:
     print(
-        f"\n{args.upgrades} two-cluster upgrades to Complete, {args.threads} threads per process, "
-        "zero simulated time; leaves finished per second\n"
+        f"\n{kind}: {args.upgrades} two-cluster upgrades to Complete, {args.threads} threads per "
+        f"process, zero simulated time; leaves finished per second (median of {args.rounds})\n"
     )
-    print(f"{'database':<11} {'workers':>7} {'leaves':>7} {'engine/s':>9} {'bare/s':>9} {'engine/bare':>12}")
+    print(f"{'workers':>7} {'leaves':>7} {'engine/s':>9} {'bare/s':>9} {'engine/bare':>12}")
     for row in rows:
         print(
-            f"{row.database:<11} {row.workers:>7} {row.engine.leaves:>7} {row.engine.per_second:>9.1f} "
+            f"{row.workers:>7} {row.engine.leaves:>7} {row.engine.per_second:>9.1f} "
             f"{row.bare.per_second:>9.1f} {row.ratio:>11.0%}"
         )
-    scaling: dict[str, dict[str, float]] = {}
-    for kind, _ in database_kinds(args):
-        by_workers = {row.workers: row for row in rows if row.database == kind}
-        if 1 in by_workers and 2 in by_workers:
-            scaling[kind] = {
-                "engine": by_workers[2].engine.per_second / by_workers[1].engine.per_second,
-                "bare": by_workers[2].bare.per_second / by_workers[1].bare.per_second,
-            }
-            print(
-                f"{kind}: 2 workers / 1 worker: engine {scaling[kind]['engine']:.2f}x, "
-                f"bare {scaling[kind]['bare']:.2f}x"
-            )
+    by_workers = {row.workers: row for row in rows}
+    scaling = None
+    if 1 in by_workers and 2 in by_workers:
+        scaling = {
+            "engine": by_workers[2].engine.per_second / by_workers[1].engine.per_second,
+            "bare": by_workers[2].bare.per_second / by_workers[1].bare.per_second,
+        }
+        print(f"2 workers / 1 worker: engine {scaling['engine']:.2f}x, bare {scaling['bare']:.2f}x")
     return {
+        "database": kind,
         "upgrades": args.upgrades,
         "threads": args.threads,
         "rounds": args.rounds,
-        "runs": [
+        "cpus": os.cpu_count(),
+        "load": os.getloadavg()[0],
+        "results": [
             {
-                "database": row.database,
                 "workers": row.workers,
-                "engine": {**asdict(row.engine), "per_second": row.engine.per_second},
-                "bare": {**asdict(row.bare), "per_second": row.bare.per_second},
+                "leaves": row.engine.leaves,
+                "engine_seconds": row.engine.seconds,
+                "engine_leaves_per_s": row.engine.per_second,
+                "bare_seconds": row.bare.seconds,
+                "bare_leaves_per_s": row.bare.per_second,
                 "ratio": row.ratio,
             }
             for row in rows
@@ -557,27 +547,25 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs of each; the median is shown")
     parser.add_argument(
-        "--database-url", help="PostgreSQL server to run on too (a database is created on it)"
+        "--database-url", help="a PostgreSQL server to run on instead of SQLite (see --database-name)"
     )
     parser.add_argument(
         "--database-name",
         default=BENCH_DATABASE,
-        help=f"database created for the runs (default {BENCH_DATABASE})",
+        help=f"PostgreSQL: the database each run creates and drops (default {BENCH_DATABASE})",
     )
-    parser.add_argument("--no-sqlite", dest="sqlite", action="store_false", help="PostgreSQL only")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     if args.upgrades < 1 or args.threads < 1 or args.rounds < 1 or min(args.workers) < 1:
         parser.error("--upgrades, --threads, --rounds and --workers must be positive")
-    if not database_kinds(args):
-        parser.error("--no-sqlite needs --database-url")
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.database_name):
         parser.error("--database-name: lower-case letters, digits and _ only")
     if args.database_url and make_url(args.database_url).database == args.database_name:
-        parser.error("--database-name: the runs drop their database; name another than --database-url's")
+        parser.error("--database-name: each run drops its database; name another than --database-url's")
+    kind = "postgresql" if args.database_url else "sqlite"
     work = Path(tempfile.mkdtemp(prefix="meshup-bench-engine-"))
     try:
-        result = report(args, measure(args, work))
+        result = report(args, kind, measure(args, kind, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

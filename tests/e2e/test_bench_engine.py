@@ -25,7 +25,7 @@ def test_the_engine_bench_runs_upgrades_to_complete_and_reports_both_loops(
     backend: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "engine.json"
-    where = ["--database-url", str(postgres_base_url()), "--no-sqlite"] if backend == "postgres" else []
+    where = ["--database-url", str(postgres_base_url())] if backend == "postgres" else []
     name = f"meshup_t_bench_{secrets.token_hex(4)}"
     run = subprocess.run(
         [
@@ -47,11 +47,11 @@ def test_the_engine_bench_runs_upgrades_to_complete_and_reports_both_loops(
     )
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(out.read_text())
+    assert result["database"] == ("postgresql" if backend == "postgres" else "sqlite")
     assert result["upgrades"] == UPGRADES
-    (row,) = result["runs"]
-    assert (row["database"], row["workers"]) == ("postgresql" if backend == "postgres" else "sqlite", 1)
+    (row,) = result["results"]
+    assert row["workers"] == 1 and row["leaves"] == UPGRADES * LEAVES_PER_UPGRADE
     for loop in ("engine", "bare"):
-        assert row[loop]["leaves"] == UPGRADES * LEAVES_PER_UPGRADE
-        assert row[loop]["seconds"] > 0 and row[loop]["per_second"] > 0
-    assert row["ratio"] == pytest.approx(row["engine"]["per_second"] / row["bare"]["per_second"])
+        assert row[f"{loop}_seconds"] > 0 and row[f"{loop}_leaves_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["engine_leaves_per_s"] / row["bare_leaves_per_s"])
     assert "engine/bare" in run.stdout
