@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, func, or_, select, text, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, text, update
 
 from meshup.jobs.model import JobNode
 from meshup.store import jobs as job_store
@@ -22,6 +22,11 @@ from meshup.store import tables as t
 from meshup.store.jobs import _node
 
 j = t.jobs
+
+# The statements of every leaf are built once, with bind parameters: building and hashing a
+# statement per call costs more Python time than running it, and a finishing transaction (which
+# on SQLite holds the only write lock) runs a dozen of them.
+_now = bindparam("b_now", type_=j.c.run_after.type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,43 +51,60 @@ class ClaimedLeaf:
 RUNNABLE = text("jobs.runnable")
 
 
-def _claimable(now: datetime) -> Any:
-    return and_(
-        RUNNABLE,
-        j.c.run_after <= now,
-        or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now),
-    )
+_CLAIMABLE = and_(
+    RUNNABLE,
+    j.c.run_after <= _now,
+    or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < _now),
+)
 
 
 # Jobs belong to a mesh, and a mesh to an account (meshes are soft-deleted, so the row stays).
 _account_of_mesh = select(t.meshes.c.account_id).where(t.meshes.c.id == j.c.mesh_id).scalar_subquery()
 
 
-def claim_candidate(now: datetime) -> Select[Any]:
-    """The leaf due longest, read through the runnable index."""
-    return (
-        select(j.c.id, j.c.lease_owner, j.c.lease_expired)
-        .where(_claimable(now))
-        .order_by(j.c.run_after)
-        .limit(1)
-    )
-
-
+_CANDIDATE = (
+    select(j.c.id, j.c.lease_owner, j.c.lease_expired).where(_CLAIMABLE).order_by(j.c.run_after).limit(1)
+)
+_CANDIDATE_LOCKED = _CANDIDATE.with_for_update(skip_locked=True)
 _tree_root = j.alias("tree_root")
-
-
-def claim_candidate_in_free_tree(now: datetime) -> Select[Any]:
-    """PostgreSQL: the leaf due longest whose tree nobody else holds, locking leaf and tree root at
-    once without waiting. Workers spread over trees this way: a tree's ready leaves share one due
-    time, and claimers that all took the oldest tree would queue on its lock at every finish."""
-    return (
-        select(j.c.id, j.c.lease_owner, j.c.lease_expired)
-        .join(_tree_root, _tree_root.c.id == j.c.root_id)
-        .where(_claimable(now))
-        .order_by(j.c.run_after)
-        .limit(1)
-        .with_for_update(of=[j, _tree_root], skip_locked=True)
+# PostgreSQL: the leaf due longest whose tree nobody else holds, locking leaf and tree root at once
+# without waiting. Workers spread over trees this way: a tree's ready leaves share one due time,
+# and claimers that all took the oldest tree would queue on its lock at every finish.
+_CANDIDATE_IN_FREE_TREE = (
+    select(j.c.id, j.c.lease_owner, j.c.lease_expired)
+    .join(_tree_root, _tree_root.c.id == j.c.root_id)
+    .where(_CLAIMABLE)
+    .order_by(j.c.run_after)
+    .limit(1)
+    .with_for_update(of=[j, _tree_root], skip_locked=True)
+)
+_CLAIM = (
+    update(j)
+    .where(j.c.id == bindparam("b_id"))
+    .where(_CLAIMABLE)
+    .values(
+        lease_owner=bindparam("b_owner", type_=j.c.lease_owner.type),
+        lease_expires_at=bindparam("b_until", type_=j.c.lease_expires_at.type),
+        attempt=j.c.attempt + 1,
     )
+    .returning(
+        j.c.id,
+        j.c.root_id,
+        j.c.type,
+        j.c.target,
+        j.c.attempt,
+        j.c.payload,
+        j.c.mesh_id,
+        j.c.project_id,
+        _account_of_mesh.label("account_id"),
+    )
+)
+
+
+def claim_candidates() -> list[Select[Any]]:
+    """The queries a claim picks its leaf with (bind parameter ``b_now``), all through the
+    runnable index: SQLite's, then PostgreSQL's two."""
+    return [_CANDIDATE, _CANDIDATE_IN_FREE_TREE, _CANDIDATE_LOCKED]
 
 
 def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
@@ -92,34 +114,18 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
 
     On PostgreSQL a leaf whose tree is free comes first, and then the claim holds the tree lock
     (``tree_locked``); only when every due leaf is in a busy tree does it take one of those."""
+    at = {"b_now": now}
     tree_locked = True  # SQLite: this writer holds the whole database
     if conn.dialect.name == "postgresql":
-        found = conn.execute(claim_candidate_in_free_tree(now)).first()
+        found = conn.execute(_CANDIDATE_IN_FREE_TREE, at).first()
         tree_locked = found is not None
         if found is None:
-            found = conn.execute(claim_candidate(now).with_for_update(skip_locked=True)).first()
+            found = conn.execute(_CANDIDATE_LOCKED, at).first()
     else:
-        found = conn.execute(claim_candidate(now)).first()
+        found = conn.execute(_CANDIDATE, at).first()
     if found is None:
         return None
-    stmt = (
-        update(j)
-        .where(j.c.id == found.id)
-        .where(_claimable(now))
-        .values(lease_owner=owner, lease_expires_at=now + lease, attempt=j.c.attempt + 1)
-        .returning(
-            j.c.id,
-            j.c.root_id,
-            j.c.type,
-            j.c.target,
-            j.c.attempt,
-            j.c.payload,
-            j.c.mesh_id,
-            j.c.project_id,
-            _account_of_mesh.label("account_id"),
-        )
-    )
-    row = conn.execute(stmt).first()
+    row = conn.execute(_CLAIM, {**at, "b_id": found.id, "b_owner": owner, "b_until": now + lease}).first()
     if row is None:
         return None
     unreleased = found.lease_owner is not None  # an expired lease the reaper has not released yet
@@ -139,18 +145,28 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
     )
 
 
+_START = (
+    update(j)
+    .where(j.c.id == bindparam("b_id"))
+    .values(
+        phase="Running",
+        started_at=func.coalesce(j.c.started_at, _now),
+        updated_at=_now,
+        lease_expired=False,  # the reclaim was counted at the claim
+    )
+)
+
+
 def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
     """A claimed leaf shows Running; in the transaction that re-derives its ancestors with it."""
-    conn.execute(
-        update(j)
-        .where(j.c.id == job_id)
-        .values(
-            phase="Running",
-            started_at=func.coalesce(j.c.started_at, now),
-            updated_at=now,
-            lease_expired=False,  # the reclaim was counted at the claim
-        )
-    )
+    conn.execute(_START, {"b_id": job_id, "b_now": now})
+
+
+_ROOT = select(j.c.id).where(j.c.id == bindparam("b_id"))
+_LOCK_ROOT = _ROOT.with_for_update()
+_TRY_LOCK_ROOT = _ROOT.with_for_update(skip_locked=True)
+_LEASE = select(j.c.lease_owner, j.c.runnable).where(j.c.id == bindparam("b_id"))
+_LOCK_LEASE = _LEASE.with_for_update()
 
 
 def lock_tree(conn: Connection, root_id: str) -> None:
@@ -160,7 +176,7 @@ def lock_tree(conn: Connection, root_id: str) -> None:
     order is always root before leaves and two finishes never deadlock.
     """
     if conn.dialect.name == "postgresql":
-        conn.execute(select(j.c.id).where(j.c.id == root_id).with_for_update())
+        conn.execute(_LOCK_ROOT, {"b_id": root_id})
 
 
 def try_lock_tree(conn: Connection, root_id: str) -> bool:
@@ -169,16 +185,13 @@ def try_lock_tree(conn: Connection, root_id: str) -> bool:
     would reverse the root-before-leaves lock order."""
     if conn.dialect.name != "postgresql":
         return True  # SQLite: the writer already holds the whole database
-    query = select(j.c.id).where(j.c.id == root_id).with_for_update(skip_locked=True)
-    return conn.execute(query).first() is not None
+    return conn.execute(_TRY_LOCK_ROOT, {"b_id": root_id}).first() is not None
 
 
 def lock_leaf(conn: Connection, job_id: str, owner: str) -> bool:
     """Inside the finishing transaction: is the lease still ours? (row-locked on PostgreSQL)"""
-    query = select(j.c.lease_owner, j.c.runnable).where(j.c.id == job_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _LOCK_LEASE if conn.dialect.name == "postgresql" else _LEASE
+    row = conn.execute(query, {"b_id": job_id}).first()
     return row is not None and bool(row.runnable) and row.lease_owner == owner
 
 
@@ -229,7 +242,7 @@ _TREE_FULL = select(
     j.c.completed_at,
     j.c.payload,
     j.c.runnable,
-)
+).where(j.c.root_id == bindparam("b_root"))
 
 
 def load_tree(conn: Connection, root_id: str) -> list[JobNode]:
@@ -242,7 +255,7 @@ def load_tree_with_payloads(
 ) -> tuple[list[JobNode], dict[str, dict[str, Any]]]:
     nodes: list[JobNode] = []
     payloads: dict[str, dict[str, Any]] = {}
-    for row in conn.execute(_TREE_FULL.where(j.c.root_id == root_id)):
+    for row in conn.execute(_TREE_FULL, {"b_root": root_id}):
         nodes.append(_node(row))
         payloads[row.id] = dict(row.payload or {})
     return nodes, payloads
@@ -250,32 +263,44 @@ def load_tree_with_payloads(
 
 def _state(node: JobNode) -> dict[str, Any]:
     return {
-        "phase": node.phase.value,
-        "reason": node.reason,
-        "started_at": node.started_at,
-        "completed_at": node.completed_at,
-        "updated_at": node.updated_at,
+        "b_id": node.id,
+        "b_phase": node.phase.value,
+        "b_reason": node.reason,
+        "b_started": node.started_at,
+        "b_completed": node.completed_at,
+        "b_updated": node.updated_at,
     }
 
 
+_STATE_VALUES = {
+    "phase": bindparam("b_phase", type_=j.c.phase.type),
+    "reason": bindparam("b_reason", type_=j.c.reason.type),
+    "started_at": bindparam("b_started", type_=j.c.started_at.type),
+    "completed_at": bindparam("b_completed", type_=j.c.completed_at.type),
+    "updated_at": bindparam("b_updated", type_=j.c.updated_at.type),
+}
+_WRITE_STATE = update(j).where(j.c.id == bindparam("b_id")).values(**_STATE_VALUES)
+_FINISH = (
+    update(j)
+    .where(j.c.id == bindparam("b_id"))
+    .values(
+        **_STATE_VALUES,
+        result=bindparam("b_result", type_=j.c.result.type),
+        runnable=False,
+        lease_owner=None,
+        lease_expires_at=None,
+        run_after=None,
+    )
+)
+
+
 def write_node_state(conn: Connection, node: JobNode) -> None:
-    conn.execute(update(j).where(j.c.id == node.id).values(**_state(node)))
+    conn.execute(_WRITE_STATE, _state(node))
 
 
 def finish_leaf(conn: Connection, node: JobNode, result: dict[str, Any] | None) -> None:
     """A leaf reached Success or Failed: record it and let go of it for good."""
-    conn.execute(
-        update(j)
-        .where(j.c.id == node.id)
-        .values(
-            **_state(node),
-            result=result,
-            runnable=False,
-            lease_owner=None,
-            lease_expires_at=None,
-            run_after=None,
-        )
-    )
+    conn.execute(_FINISH, {**_state(node), "b_result": result})
 
 
 def reschedule_leaf(
@@ -288,14 +313,19 @@ def reschedule_leaf(
     )
 
 
+_MAKE_RUNNABLE = (
+    update(j)
+    .where(
+        j.c.id.in_(bindparam("b_ids", expanding=True)), j.c.runnable.is_(False), j.c.phase == "Initializing"
+    )
+    .values(runnable=True, run_after=_now)
+)
+
+
 def make_runnable(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
     ids = list(job_ids)
     if ids:
-        conn.execute(
-            update(j)
-            .where(j.c.id.in_(ids), j.c.runnable.is_(False), j.c.phase == "Initializing")
-            .values(runnable=True, run_after=now)
-        )
+        conn.execute(_MAKE_RUNNABLE, {"b_ids": ids, "b_now": now})
 
 
 def cancel_tree(conn: Connection, root_id: str) -> None:
@@ -330,6 +360,8 @@ class Backlog:
 
 def backlog(conn: Connection, now: datetime) -> Backlog:
     """Read through the partial runnable index: cheap however many jobs are stored."""
-    waiting = conn.execute(select(func.count(), func.min(j.c.run_after)).where(_claimable(now))).one()
+    waiting = conn.execute(
+        select(func.count(), func.min(j.c.run_after)).where(_CLAIMABLE), {"b_now": now}
+    ).one()
     leased = conn.execute(select(func.count()).where(RUNNABLE, j.c.lease_expires_at >= now)).scalar_one()
     return Backlog(waiting=int(waiting[0]), oldest_due=waiting[1], leased=int(leased))
