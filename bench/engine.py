@@ -154,7 +154,7 @@ def fresh_database(base_url: str | None, work: Path, label: str, name: str) -> I
 def environment(url: str, threads: int) -> dict[str, str]:
     return {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
         "MESHUP_DATABASE_URL": url,
         "MESHUP_MASTER_KEY": MASTER_KEY,
@@ -183,6 +183,7 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 class Measured:
     leaves: int
     seconds: float
+    api_seconds: float = 0.0  # of which the upgrade service spent starting steps (engine runs)
 
     @property
     def per_second(self) -> float:
@@ -244,6 +245,7 @@ def run_engine(url: str, upgrades: int, processes: int, threads: int, work: Path
     workers = start_workers(url, processes, threads, work)
     try:
         began = time.monotonic()
+        api_seconds = 0.0
         step_of: dict[str, int] = {}  # task id -> index in STEPS of the step it runs
         for index in range(upgrades):
             create = UpgradeCreate(
@@ -254,7 +256,9 @@ def run_engine(url: str, upgrades: int, processes: int, threads: int, work: Path
                 target_type=TargetType.IN_CLUSTER,
                 current_step=CurrentStep(Step.PRECHECK),
             )
+            calling = time.monotonic()
             step_of[rt.upgrades.create(caller, PROJECT, create, "127.0.0.1").id] = 0
+            api_seconds += time.monotonic() - calling
         tasks = t.upgrade_tasks
         while step_of:
             if time.monotonic() - began > DEADLINE:
@@ -271,7 +275,9 @@ def run_engine(url: str, upgrades: int, processes: int, threads: int, work: Path
                 if index == len(STEPS):
                     continue
                 change = UpgradeChange(current_step=CurrentStep(Step(STEPS[index])))
+                calling = time.monotonic()
                 rt.upgrades.update(caller, PROJECT, row.id, change, "127.0.0.1")
+                api_seconds += time.monotonic() - calling
                 step_of[row.id] = index
                 moved = True
             if not moved:
@@ -291,7 +297,7 @@ def run_engine(url: str, upgrades: int, processes: int, threads: int, work: Path
     rt.db.dispose()
     if dict(versions) != {TARGET: upgrades}:
         raise RuntimeError(f"meshes by version after the run: {dict(versions)}")
-    return Measured(int(leaves), seconds)
+    return Measured(int(leaves), seconds, api_seconds)
 
 
 # -- the bare loop ---------------------------------------------------------------------------------
@@ -494,11 +500,15 @@ def report(args: argparse.Namespace, kind: str, rows: list[Row]) -> dict[str, An
         f"\n{kind}: {args.upgrades} two-cluster upgrades to Complete, {args.threads} threads per "
         f"process, zero simulated time; leaves finished per second (median of {args.rounds})\n"
     )
-    print(f"{'workers':>7} {'leaves':>7} {'engine/s':>9} {'bare/s':>9} {'engine/bare':>12}")
+    print(
+        f"{'workers':>7} {'leaves':>7} {'engine/s':>9} {'bare/s':>9} {'engine/bare':>12}"
+        f"   {'run s':>6} {'of it in step starts':>21}"
+    )
     for row in rows:
         print(
             f"{row.workers:>7} {row.engine.leaves:>7} {row.engine.per_second:>9.1f} "
-            f"{row.bare.per_second:>9.1f} {row.ratio:>11.0%}"
+            f"{row.bare.per_second:>9.1f} {row.ratio:>11.0%}   {row.engine.seconds:>6.1f} "
+            f"{row.engine.api_seconds:>19.1f} s"
         )
     by_workers = {row.workers: row for row in rows}
     scaling = None
@@ -520,6 +530,7 @@ def report(args: argparse.Namespace, kind: str, rows: list[Row]) -> dict[str, An
                 "workers": row.workers,
                 "leaves": row.engine.leaves,
                 "engine_seconds": row.engine.seconds,
+                "engine_step_start_seconds": row.engine.api_seconds,
                 "engine_leaves_per_s": row.engine.per_second,
                 "bare_seconds": row.bare.seconds,
                 "bare_leaves_per_s": row.bare.per_second,
