@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, t
 from meshup.jobs.model import JobNode
 from meshup.store import jobs as job_store
 from meshup.store import tables as t
-from meshup.store.jobs import _node
+from meshup.store.jobs import _NODE_COLUMNS, _node
 
 j = t.jobs
 
@@ -228,21 +228,7 @@ def next_wake(conn: Connection) -> datetime | None:
     return value
 
 
-_TREE_FULL = select(
-    j.c.id,
-    j.c.parent_id,
-    j.c.position,
-    j.c.type,
-    j.c.target,
-    j.c.phase,
-    j.c.reason,
-    j.c.created_at,
-    j.c.updated_at,
-    j.c.started_at,
-    j.c.completed_at,
-    j.c.payload,
-    j.c.runnable,
-).where(j.c.root_id == bindparam("b_root"))
+_TREE_FULL = select(*_NODE_COLUMNS, j.c.payload, j.c.runnable).where(j.c.root_id == bindparam("b_root"))
 
 
 def load_tree(conn: Connection, root_id: str) -> list[JobNode]:
