@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+import pytest
+from sqlalchemy import Connection, event, select, text
 
 from meshup.clock import FixedClock, SystemClock
 from meshup.drivers.base import ClusterDriver
@@ -135,7 +137,8 @@ def engine_for(
     )
 
 
-def test_racing_workers_run_every_leaf_once(db: Database) -> None:
+@pytest.mark.parametrize("chained", [False, True], ids=["one-by-one", "chained"])
+def test_racing_workers_run_every_leaf_once(db: Database, chained: bool) -> None:
     seed_mesh(db)
     roots = [write_tree(db, 75, parallel=True)[0] for _ in range(4)]
     recorder = Recorder()
@@ -144,7 +147,8 @@ def test_racing_workers_run_every_leaf_once(db: Database) -> None:
     def work(engine: Engine) -> None:
         idle = 0
         while idle < 3:
-            idle = 0 if engine.run_once() else idle + 1
+            ran = engine.run_chain(lambda: True) if chained else int(engine.run_once())
+            idle = 0 if ran else idle + 1
 
     threads = [threading.Thread(target=work, args=(engine,)) for engine in engines]
     for thread in threads:
@@ -345,3 +349,84 @@ def test_a_step_that_loses_the_database_leaves_its_lease_to_expire(db: Database)
     assert engine.run_until_idle() == 1  # the lease runs out, the step runs again
     assert runs == [leaf, leaf]
     assert tree(db, root)[leaf].phase is Phase.SUCCESS
+
+
+def test_a_busy_worker_commits_once_per_leaf_and_runs_a_sequence_back_to_back(db: Database) -> None:
+    seed_mesh(db)
+    root, leaves = write_tree(db, 4, parallel=False)
+    recorder = Recorder()
+    engine = engine_for(db, recorder, FixedClock(NOW))
+    commits: list[int] = []
+    event.listen(db.write_engine, "commit", lambda _conn: commits.append(1))
+    assert engine.run_chain(lambda: True) == 4  # each finish claimed and started the next leaf
+    assert len(commits) == 1 + len(leaves)  # the first claim, then one finish per leaf
+    nodes = tree(db, root)
+    assert [nodes[leaf].phase for leaf in leaves] == [Phase.SUCCESS] * 4
+    assert recorder.finished == [(root, Phase.SUCCESS)]
+
+
+def test_a_chain_ends_when_told_and_leaves_the_rest_unclaimed(db: Database) -> None:
+    seed_mesh(db)
+    root, leaves = write_tree(db, 3, parallel=True)
+    engine = engine_for(db, Recorder(), FixedClock(NOW))
+    asked: list[int] = []
+
+    def more() -> bool:
+        asked.append(1)
+        return len(asked) < 2
+
+    assert engine.run_chain(more) == 2
+    with db.read() as conn:
+        rows = conn.execute(select(t.jobs.c.phase, t.jobs.c.lease_owner).where(t.jobs.c.id.in_(leaves))).all()
+    assert sorted((row.phase, row.lease_owner) for row in rows) == [
+        ("Initializing", None),
+        ("Success", None),
+        ("Success", None),
+    ]
+    assert tree(db, root)[root].phase is Phase.RUNNING
+
+
+def test_a_claim_on_a_busy_tree_commits_alone_and_starts_once_the_tree_is_free(db: Database) -> None:
+    """PostgreSQL: the claim holds the leaf's row, so it never waits for the tree lock."""
+    if not db.url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: a tree is never busy during a claim")
+    seed_mesh(db)
+    root, (leaf,) = write_tree(db, 1, parallel=False)
+    engine = engine_for(db, Recorder(), SystemClock())
+    ran: list[bool] = []
+    with db.write() as holder:
+        engine_store.lock_tree(holder, root)  # a finishing sibling, say
+        worker = threading.Thread(target=lambda: ran.append(engine.run_once()))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while True:  # the claim commits although the tree is held
+            with db.read() as conn:
+                row = conn.execute(
+                    select(t.jobs.c.lease_owner, t.jobs.c.phase).where(t.jobs.c.id == leaf)
+                ).one()
+            if row.lease_owner is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert (row.lease_owner, row.phase) == (engine.owner, "Initializing")
+    worker.join(30)
+    assert ran == [True]
+    nodes = tree(db, root)
+    assert nodes[leaf].phase is Phase.SUCCESS and nodes[root].phase is Phase.SUCCESS
+
+
+def test_the_claim_reads_through_the_runnable_index(db: Database) -> None:
+    """However many jobs are stored, a claim looks at the runnable ones only."""
+    queries = engine_store.claim_candidates()
+    for query in queries[:1] if db.is_sqlite else queries[1:]:
+        compiled = query.compile(db.read_engine)
+        params = {**compiled.params, "b_now": NOW}
+        with db.read() as conn:
+            if db.is_sqlite:
+                values = tuple(params[name] for name in compiled.positiontup or ())
+                plan = [
+                    str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", values)
+                ]
+            else:
+                conn.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table is scanned anyway
+                plan = [str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", params)]
+        assert any("ix_jobs_runnable" in line for line in plan), plan

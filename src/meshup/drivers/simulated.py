@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+import orjson
+from sqlalchemy import Connection, Text, Update, bindparam, cast, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meshup.clock import Clock
@@ -98,16 +99,14 @@ class SimulatedDriver:
 
     def document(self, cluster_id: str) -> Document:
         """A copy of the cluster's document (the defaults if the cluster was never written)."""
-        row = self._read(cluster_id)
-        return copy.deepcopy(dict(row.state)) if row is not None else default_cluster_state()
+        found, text = self._read("state", cluster_id)
+        return dict(_parsed(text, {})) if found else default_cluster_state()
 
     def faults(self, cluster_id: str) -> list[Fault]:
-        row = self._read(cluster_id)
-        return copy.deepcopy(list(row.faults or [])) if row is not None else []
+        return list(_parsed(self._read("faults", cluster_id)[1], []))
 
     def operations(self, cluster_id: str) -> dict[str, Any]:
-        row = self._read(cluster_id)
-        return copy.deepcopy(dict(row.operations or {})) if row is not None else {}
+        return dict(_parsed(self._read("operations", cluster_id)[1], {}))
 
     # ---------------------------------------------------------------- checks
 
@@ -373,7 +372,6 @@ class SimulatedDriver:
             now = self.clock.now()
             cluster = self._lock(conn, cluster_id, now)
             job = self._job(cluster, asker, now)
-            before = copy.deepcopy(cluster.state)
             try:
                 if job.get("refused"):
                     raise Refused(str(job["refused"]))
@@ -382,7 +380,7 @@ class SimulatedDriver:
                 progress = body(cluster, now, job)
             except Refused as refused:
                 refusal = str(refused)
-                cluster.state = before
+                cluster.state = copy.deepcopy(cluster.loaded[0])  # as loaded: _job changes no state
             self._store(conn, cluster_id, cluster, now)
         if refusal is not None:
             raise Refused(refusal)
@@ -449,32 +447,27 @@ class SimulatedDriver:
 
     # ---------------------------------------------------------------- storage
 
-    def _where(self, cluster_id: str) -> Any:
-        return (t.clusters.c.account_id == self.account_id) & (t.clusters.c.id == cluster_id)
+    def _this(self, cluster_id: str) -> dict[str, str]:
+        return {"b_account": self.account_id, "b_cluster": cluster_id}
 
-    def _read(self, cluster_id: str) -> Any:
-        query = select(t.clusters.c.state, t.clusters.c.faults, t.clusters.c.operations)
+    def _read(self, column: str, cluster_id: str) -> tuple[bool, str | None]:
+        """One JSON column of the cluster's row as stored (found, text): reads never need the
+        others, and the operations records grow with every job."""
         with self.db.read() as conn:
-            return conn.execute(query.where(self._where(cluster_id))).first()
+            row = conn.execute(_READS[column], self._this(cluster_id)).first()
+        return (row is not None, row[0] if row is not None else None)
 
     def _lock(self, conn: Connection, cluster_id: str, now: datetime) -> _Cluster:
-        query = (
-            select(t.clusters.c.state, t.clusters.c.faults, t.clusters.c.operations)
-            .where(self._where(cluster_id))
-            .with_for_update()
-        )
-        row = conn.execute(query).first()
+        row = conn.execute(_LOCK, self._this(cluster_id)).first()
         if row is None:
             self._create(conn, cluster_id, now)
-            row = conn.execute(query).one()
-        state = dict(row.state)
-        faults = list(row.faults or [])
-        operations = dict(row.operations or {})
+            row = conn.execute(_LOCK, self._this(cluster_id)).one()
+        # Parsed twice, once to change and once to compare with: far cheaper than a deep copy.
         return _Cluster(
-            copy.deepcopy(state),
-            copy.deepcopy(faults),
-            copy.deepcopy(operations),
-            loaded=(state, faults, operations),
+            dict(_parsed(row[0], {})),
+            list(_parsed(row[1], [])),
+            dict(_parsed(row[2], {})),
+            loaded=(dict(_parsed(row[0], {})), list(_parsed(row[1], [])), dict(_parsed(row[2], {}))),
         )
 
     def _create(self, conn: Connection, cluster_id: str, now: datetime) -> None:
@@ -508,7 +501,31 @@ class SimulatedDriver:
         if cluster.operations != operations:
             values["operations"] = cluster.operations
         if values:
-            conn.execute(update(t.clusters).where(self._where(cluster_id)).values(**values))
+            params = {f"b_{name}": value for name, value in values.items()}
+            conn.execute(_update_of(tuple(values)), {**params, **self._this(cluster_id)})
+
+
+# Statements built once (see store.engine): the JSON columns as the stored text, parsed here.
+_THIS_CLUSTER = (t.clusters.c.account_id == bindparam("b_account")) & (
+    t.clusters.c.id == bindparam("b_cluster")
+)
+_COLUMNS = {name: cast(t.clusters.c[name], Text) for name in ("state", "faults", "operations")}
+_READS = {name: select(column).where(_THIS_CLUSTER) for name, column in _COLUMNS.items()}
+_LOCK = select(*_COLUMNS.values()).where(_THIS_CLUSTER).with_for_update()
+_UPDATES: dict[tuple[str, ...], Update] = {}
+
+
+def _update_of(columns: tuple[str, ...]) -> Update:
+    """The update of these columns of a cluster's row (a handful of combinations, each built once)."""
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        values = {name: bindparam(f"b_{name}", type_=t.clusters.c[name].type) for name in columns}
+        statement = _UPDATES[columns] = update(t.clusters).where(_THIS_CLUSTER).values(**values)
+    return statement
+
+
+def _parsed(text: str | None, empty: Any) -> Any:
+    return orjson.loads(text) if text else empty
 
 
 class SimulatedDrivers:

@@ -1,13 +1,19 @@
 """The job engine: workers claim runnable leaves with a lease, run their step, and record it.
 
-One leaf = a claim (a lease, committed at once), a start (the leaf shows Running together with its
-re-derived ancestors, so a reader never sees a running leaf under an Initializing parent), the
-step, run through ``drivers.for_account(account)`` with **no database transaction open** (the
+One leaf = a claim (a lease) and a start (the leaf shows Running together with its re-derived
+ancestors, so a reader never sees a running leaf under an Initializing parent), committed together,
+the step, run through ``drivers.for_account(account)`` with **no database transaction open** (the
 driver commits its own short transactions), and a finish: one transaction that locks the tree,
 checks the lease is still ours, stores the outcome, re-derives the ancestors, makes the next leaves
-runnable and, when the root is done, tells its owner (upgrade task, mesh). A crash anywhere loses
-nothing: a step whose outcome was not recorded runs again, and drivers make that repeated request
-converge.
+runnable and, when the root is done, tells its owner (upgrade task, mesh). A busy worker claims and
+starts its next leaf in that same finishing transaction, so besides its step a leaf costs one
+commit. A crash anywhere loses nothing: a step whose outcome was not recorded runs again, and
+drivers make that repeated request converge; a claim dies with its transaction, or its lease expires.
+
+Lock order is the tree (its root row) before its leaves. A claim never waits for a lock: it takes
+a due leaf whose tree is free together with the tree lock, and only when every due leaf is in a
+busy tree one of those; then it commits alone and the leaf is started by a transaction of its own
+that waits for the tree as every other writer does.
 
 Each engine counts what it does (``engine.stats``) and stores the figures with its heartbeat, so
 that /metrics of any API process can report the work of every worker process.
@@ -112,20 +118,53 @@ class Engine:
 
     def run_once(self) -> bool:
         """Claim and run one leaf; False when there was nothing to do."""
-        now = self.clock.now()
+        return self.run_chain(lambda: False) > 0
+
+    def run_chain(self, more: Callable[[], bool]) -> int:
+        """Claim and run leaves one after another: while ``more()`` says so, the transaction that
+        records a leaf's outcome also claims (and starts) the next one, so a busy worker commits
+        once per leaf besides its step. Returns how many leaves were claimed."""
         with self.db.write() as conn:
-            leaf = engine_store.claim(conn, self.owner, now, self.config.lease)
+            claimed = self._claim(conn, self.clock.now(), held_root=None)
+        count = 0
+        while claimed is not None:
+            count += 1
+            claimed = self._run_claimed(*claimed, more)
+        return count
+
+    def _claim(
+        self, conn: Connection, now: datetime, held_root: str | None
+    ) -> tuple[engine_store.ClaimedLeaf, bool] | None:
+        """Lease the next leaf and, when its tree is free (or already ours: ``held_root``), start
+        it in the same transaction. The second value says whether it was started."""
+        leaf = engine_store.claim(conn, self.owner, now, self.config.lease)
         if leaf is None:
-            return False
+            return None
+        # Unless the claim took the tree lock with the leaf, the tree lock may only be tried here,
+        # never waited for: the claim holds the leaf's row.
+        started = (
+            leaf.tree_locked or leaf.root_id == held_root or engine_store.try_lock_tree(conn, leaf.root_id)
+        )
+        if started:
+            engine_store.start_leaf(conn, leaf.id, now)
+            self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
+        return leaf, started
+
+    def _run_claimed(
+        self, leaf: engine_store.ClaimedLeaf, started: bool, more: Callable[[], bool]
+    ) -> tuple[engine_store.ClaimedLeaf, bool] | None:
+        """Run a claimed leaf and record its outcome; returns the next leaf if the finish claimed one."""
         self.stats.claimed(leaf.type, after_expiry=leaf.after_expiry)
         if leaf.took_expired_lease:  # taken over before any reaper released it: counted here
             self.stats.leases_expired(1)
-        with self.db.write() as conn:  # a separate commit from the claim keeps lock order root→leaf
-            engine_store.lock_tree(conn, leaf.root_id)
-            if not engine_store.lock_leaf(conn, leaf.id, self.owner):
-                return True  # cancelled since the claim (a sibling failed), or the lease was lost
-            engine_store.start_leaf(conn, leaf.id, now)
-            self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
+        if not started:  # its tree was busy at the claim: start it now, tree lock first
+            with self.db.write() as conn:
+                engine_store.lock_tree(conn, leaf.root_id)
+                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                    return None  # cancelled since the claim (a sibling failed), or the lease was lost
+                now = self.clock.now()
+                engine_store.start_leaf(conn, leaf.id, now)
+                self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
         with self._lock:
             self._in_flight.add(leaf.id)
         try:
@@ -135,18 +174,17 @@ class Engine:
             except Unavailable:
                 self._count_run(leaf.type, began, "error")
                 log.warning("database unavailable while running job %s; its lease will expire", leaf.id)
-                return True
+                return None
             except Exception as exc:
                 self._count_run(leaf.type, began, "error")
                 log.exception("step %s of job %s raised", leaf.type, leaf.id)
                 self._record_crash(leaf, exc)
-                return True
+                return None
             self.stats.ran(leaf.type, time.monotonic() - began)
-            self._finish(leaf, outcome)
+            return self._finish(leaf, outcome, claim_next=more())
         finally:
             with self._lock:
                 self._in_flight.discard(leaf.id)
-        return True
 
     def _count_run(self, job_type: str, began: float, outcome: str) -> None:
         self.stats.ran(job_type, time.monotonic() - began)
@@ -165,22 +203,30 @@ class Engine:
         )
         return step(context, self.drivers.for_account(leaf.account_id))
 
-    def _finish(self, leaf: engine_store.ClaimedLeaf, outcome: Outcome) -> None:
-        """Record a step's outcome, if the leaf is still ours (one transaction)."""
+    def _finish(
+        self, leaf: engine_store.ClaimedLeaf, outcome: Outcome, *, claim_next: bool = False
+    ) -> tuple[engine_store.ClaimedLeaf, bool] | None:
+        """Record a step's outcome, if the leaf is still ours (one transaction), and with
+        ``claim_next`` claim the next leaf in it."""
+        claimed = None
         try:
             with self.db.write() as conn:
                 engine_store.lock_tree(conn, leaf.root_id)
                 if not engine_store.lock_leaf(conn, leaf.id, self.owner):
                     log.warning("lease on job %s was lost; another worker has it", leaf.id)
                     self.stats.outcome(leaf.type, "lost")
-                    return
-                self._record(conn, leaf, outcome, self.clock.now())
+                    return None
+                now = self.clock.now()
+                self._record(conn, leaf, outcome, now)
+                if claim_next:
+                    claimed = self._claim(conn, now, held_root=leaf.root_id)
             self.stats.outcome(leaf.type, _outcome_name(outcome))
         except Unavailable:
             log.warning("database unavailable while finishing job %s; its lease will expire", leaf.id)
         except Exception as exc:
             log.exception("recording the outcome of job %s failed", leaf.id)
             self._record_crash(leaf, exc)
+        return claimed
 
     def _record(
         self, conn: Connection, leaf: engine_store.ClaimedLeaf, outcome: Outcome, now: datetime
@@ -232,8 +278,7 @@ class Engine:
             log.exception("could not record the failure of job %s; its lease will expire", leaf.id)
 
     def _refresh_ancestors(self, conn: Connection, root_id: str, leaf_id: str, now: datetime) -> None:
-        nodes_list, _ = engine_store.load_tree_with_payloads(conn, root_id)
-        nodes = assemble(nodes_list)
+        nodes = assemble(engine_store.load_tree(conn, root_id))
         for changed in rederive_ancestors(nodes, leaf_id):
             engine_store.write_node_state(conn, changed)
 
@@ -338,6 +383,11 @@ class WorkerGate:
             self._active += 1
             return True
 
+    def wanted(self) -> bool:
+        """Someone holds, or waits to hold, the gate: a worker should end its round."""
+        with self._cond:
+            return self._holders > 0
+
     def leave(self) -> None:
         with self._cond:
             self._active -= 1
@@ -389,7 +439,8 @@ class WorkerPool:
             busy = False
             if gate.enter():
                 try:
-                    busy = self.engine.run_once()
+                    # Runs leaves back to back until there is none, the pool stops or the gate is wanted.
+                    busy = self.engine.run_chain(lambda: not self._stop.is_set() and not gate.wanted()) > 0
                 except Unavailable:
                     busy = False
                 except Exception:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -22,6 +23,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from meshup.errors import Unavailable
 from meshup.store.revisions import head_revision
 
+WRITE_WAIT_SECONDS = 30.0  # SQLite: how long a writer waits for the write lock, then "database is locked"
+WRITE_POLL_MS = 1
 MIGRATION_LOCK_ID = 0x6D657368  # "mesh": PostgreSQL advisory lock serialising start-up migrations
 
 
@@ -72,15 +75,28 @@ class Database:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL" if not immediate else "PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            # Writers wait for the write lock in _on_begin, a millisecond at a time (see there).
+            cursor.execute(f"PRAGMA busy_timeout={WRITE_POLL_MS if immediate else 30000}")
             cursor.close()
 
         # pysqlite's own transaction handling is off (isolation_level=None); we emit BEGIN ourselves.
-        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
-
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql(begin)
+            if not immediate:
+                conn.exec_driver_sql("BEGIN")
+                return
+            # SQLite's own wait backs off to 100 ms sleeps, so a writer that has waited a while
+            # keeps losing the lock to writers that just asked (the engine, one commit after
+            # another), and the lock lies idle while waiters sleep. Every writer asks again each
+            # millisecond instead: the lock goes to whoever asks first after it is free.
+            deadline = time.monotonic() + WRITE_WAIT_SECONDS
+            while True:
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    return
+                except OperationalError as exc:
+                    if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+                        raise
 
         return engine
 

@@ -1,8 +1,8 @@
 """The engine's reads and writes: claims with leases, reaping, and finishing leaves.
 
-Claims commit at once and no transaction stays open while a step runs: a leaf is claimed (one
-commit), started (another), its step runs through a driver with no connection held, and the finish
-is one transaction. PostgreSQL claims with
+No transaction stays open while a step runs: a leaf is claimed and started (in one commit, or two
+when its tree is busy), its step runs through a driver with no connection held, and the finish is
+one transaction (which may claim the worker's next leaf). PostgreSQL claims with
 ``FOR UPDATE SKIP LOCKED`` so workers never wait on each other; SQLite serialises writers with
 ``BEGIN IMMEDIATE`` (see store.db), which gives the same guarantee.
 """
@@ -14,13 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, text, update
 
 from meshup.jobs.model import JobNode
+from meshup.store import jobs as job_store
 from meshup.store import tables as t
-from meshup.store.jobs import _node
+from meshup.store.jobs import _NODE_COLUMNS, _node
 
 j = t.jobs
+
+# The statements of every leaf are built once, with bind parameters: building and hashing a
+# statement per call costs more Python time than running it, and a finishing transaction (which
+# on SQLite holds the only write lock) runs a dozen of them.
+_now = bindparam("b_now", type_=j.c.run_after.type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,53 +42,90 @@ class ClaimedLeaf:
     account_id: str  # of the mesh: whose clusters the step acts on
     after_expiry: bool = False  # an earlier claim of this leaf expired: this one is a reclaim
     took_expired_lease: bool = False  # ...and the reaper had not released it (an expiry to count)
+    tree_locked: bool = False  # the claim holds its tree's lock too (as lock_tree would take it)
 
 
-def _claimable(now: datetime) -> Any:
-    return and_(
-        j.c.runnable.is_(True),
-        j.c.run_after <= now,
-        or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < now),
-    )
+# The partial index ix_jobs_runnable serves a query only when the query repeats its predicate as
+# written (``runnable``): with ``runnable IS true`` or ``runnable = 1`` SQLite and PostgreSQL both
+# scan every stored job.
+RUNNABLE = text("jobs.runnable")
+
+
+_CLAIMABLE = and_(
+    RUNNABLE,
+    j.c.run_after <= _now,
+    or_(j.c.lease_expires_at.is_(None), j.c.lease_expires_at < _now),
+)
 
 
 # Jobs belong to a mesh, and a mesh to an account (meshes are soft-deleted, so the row stays).
 _account_of_mesh = select(t.meshes.c.account_id).where(t.meshes.c.id == j.c.mesh_id).scalar_subquery()
 
 
+_CANDIDATE = (
+    select(j.c.id, j.c.lease_owner, j.c.lease_expired).where(_CLAIMABLE).order_by(j.c.run_after).limit(1)
+)
+_CANDIDATE_LOCKED = _CANDIDATE.with_for_update(skip_locked=True)
+_tree_root = j.alias("tree_root")
+# PostgreSQL: the leaf due longest whose tree nobody else holds, locking leaf and tree root at once
+# without waiting. Workers spread over trees this way: a tree's ready leaves share one due time,
+# and claimers that all took the oldest tree would queue on its lock at every finish.
+_CANDIDATE_IN_FREE_TREE = (
+    select(j.c.id, j.c.lease_owner, j.c.lease_expired)
+    .join(_tree_root, _tree_root.c.id == j.c.root_id)
+    .where(_CLAIMABLE)
+    .order_by(j.c.run_after)
+    .limit(1)
+    .with_for_update(of=[j, _tree_root], skip_locked=True)
+)
+_CLAIM = (
+    update(j)
+    .where(j.c.id == bindparam("b_id"))
+    .where(_CLAIMABLE)
+    .values(
+        lease_owner=bindparam("b_owner", type_=j.c.lease_owner.type),
+        lease_expires_at=bindparam("b_until", type_=j.c.lease_expires_at.type),
+        attempt=j.c.attempt + 1,
+    )
+    .returning(
+        j.c.id,
+        j.c.root_id,
+        j.c.type,
+        j.c.target,
+        j.c.attempt,
+        j.c.payload,
+        j.c.mesh_id,
+        j.c.project_id,
+        _account_of_mesh.label("account_id"),
+    )
+)
+
+
+def claim_candidates() -> list[Select[Any]]:
+    """The queries a claim picks its leaf with (bind parameter ``b_now``), all through the
+    runnable index: SQLite's, then PostgreSQL's two."""
+    return [_CANDIDATE, _CANDIDATE_IN_FREE_TREE, _CANDIDATE_LOCKED]
+
+
 def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> ClaimedLeaf | None:
     """Lease the leaf that has been due longest. The candidate is read (and row-locked, skipping
     rows other workers are claiming) before it is leased, so the claim knows whether it takes over
-    an expired lease: one the reaper released, or one nobody released yet (its owner is still set)."""
-    candidate = (
-        select(j.c.id, j.c.lease_owner, j.c.lease_expired)
-        .where(_claimable(now))
-        .order_by(j.c.run_after)
-        .limit(1)
-    )
+    an expired lease: one the reaper released, or one nobody released yet (its owner is still set).
+
+    On PostgreSQL a leaf whose tree is free comes first, and then the claim holds the tree lock
+    (``tree_locked``); only when every due leaf is in a busy tree does it take one of those."""
+    at = {"b_now": now}
+    tree_locked = True  # SQLite: this writer holds the whole database
     if conn.dialect.name == "postgresql":
-        candidate = candidate.with_for_update(skip_locked=True)
-    found = conn.execute(candidate).first()
+        found = conn.execute(_CANDIDATE_IN_FREE_TREE, at).first()
+        tree_locked = found is not None
+        if found is None:
+            found = conn.execute(_CANDIDATE_LOCKED, at).first()
+    else:
+        found = conn.execute(_CANDIDATE, at).first()
     if found is None:
         return None
-    stmt = (
-        update(j)
-        .where(j.c.id == found.id)
-        .where(_claimable(now))
-        .values(lease_owner=owner, lease_expires_at=now + lease, attempt=j.c.attempt + 1)
-        .returning(
-            j.c.id,
-            j.c.root_id,
-            j.c.type,
-            j.c.target,
-            j.c.attempt,
-            j.c.payload,
-            j.c.mesh_id,
-            j.c.project_id,
-            _account_of_mesh.label("account_id"),
-        )
-    )
-    row = conn.execute(stmt).first()
+    row = conn.execute(_CLAIM, {**at, "b_id": found.id, "b_owner": owner, "b_until": now + lease}).first()
     if row is None:
         return None
     unreleased = found.lease_owner is not None  # an expired lease the reaper has not released yet
@@ -98,21 +141,32 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         account_id=str(row.account_id or ""),
         after_expiry=bool(found.lease_expired) or unreleased,
         took_expired_lease=unreleased,
+        tree_locked=tree_locked,
     )
+
+
+_START = (
+    update(j)
+    .where(j.c.id == bindparam("b_id"))
+    .values(
+        phase="Running",
+        started_at=func.coalesce(j.c.started_at, _now),
+        updated_at=_now,
+        lease_expired=False,  # the reclaim was counted at the claim
+    )
+)
 
 
 def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
     """A claimed leaf shows Running; in the transaction that re-derives its ancestors with it."""
-    conn.execute(
-        update(j)
-        .where(j.c.id == job_id)
-        .values(
-            phase="Running",
-            started_at=func.coalesce(j.c.started_at, now),
-            updated_at=now,
-            lease_expired=False,  # the reclaim was counted at the claim
-        )
-    )
+    conn.execute(_START, {"b_id": job_id, "b_now": now})
+
+
+_ROOT = select(j.c.id).where(j.c.id == bindparam("b_id"))
+_LOCK_ROOT = _ROOT.with_for_update()
+_TRY_LOCK_ROOT = _ROOT.with_for_update(skip_locked=True)
+_LEASE = select(j.c.lease_owner, j.c.runnable).where(j.c.id == bindparam("b_id"))
+_LOCK_LEASE = _LEASE.with_for_update()
 
 
 def lock_tree(conn: Connection, root_id: str) -> None:
@@ -122,15 +176,22 @@ def lock_tree(conn: Connection, root_id: str) -> None:
     order is always root before leaves and two finishes never deadlock.
     """
     if conn.dialect.name == "postgresql":
-        conn.execute(select(j.c.id).where(j.c.id == root_id).with_for_update())
+        conn.execute(_LOCK_ROOT, {"b_id": root_id})
+
+
+def try_lock_tree(conn: Connection, root_id: str) -> bool:
+    """:func:`lock_tree` without waiting: False when another transaction holds the tree. Taken
+    while a leaf of the tree is already locked (the claim), so it must never wait: waiting there
+    would reverse the root-before-leaves lock order."""
+    if conn.dialect.name != "postgresql":
+        return True  # SQLite: the writer already holds the whole database
+    return conn.execute(_TRY_LOCK_ROOT, {"b_id": root_id}).first() is not None
 
 
 def lock_leaf(conn: Connection, job_id: str, owner: str) -> bool:
     """Inside the finishing transaction: is the lease still ours? (row-locked on PostgreSQL)"""
-    query = select(j.c.lease_owner, j.c.runnable).where(j.c.id == job_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _LOCK_LEASE if conn.dialect.name == "postgresql" else _LEASE
+    row = conn.execute(query, {"b_id": job_id}).first()
     return row is not None and bool(row.runnable) and row.lease_owner == owner
 
 
@@ -145,7 +206,7 @@ def extend_leases(conn: Connection, owner: str, job_ids: Iterable[str], until: d
 def expired_leases(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str]]:
     """(leaf id, root id) of runnable leaves whose lease has run out."""
     rows = conn.execute(
-        select(j.c.id, j.c.root_id).where(j.c.runnable.is_(True), j.c.lease_expires_at < now).limit(limit)
+        select(j.c.id, j.c.root_id).where(RUNNABLE, j.c.lease_expires_at < now).limit(limit)
     ).all()
     return [(str(row.id), str(row.root_id)) for row in rows]
 
@@ -163,25 +224,16 @@ def release_expired(conn: Connection, job_id: str, now: datetime) -> int:
 
 def next_wake(conn: Connection) -> datetime | None:
     """The earliest time any runnable leaf becomes due (for deterministic runs)."""
-    value = conn.execute(select(func.min(j.c.run_after)).where(j.c.runnable.is_(True))).scalar()
+    value = conn.execute(select(func.min(j.c.run_after)).where(RUNNABLE)).scalar()
     return value
 
 
-_TREE_FULL = select(
-    j.c.id,
-    j.c.parent_id,
-    j.c.position,
-    j.c.type,
-    j.c.target,
-    j.c.phase,
-    j.c.reason,
-    j.c.created_at,
-    j.c.updated_at,
-    j.c.started_at,
-    j.c.completed_at,
-    j.c.payload,
-    j.c.runnable,
-)
+_TREE_FULL = select(*_NODE_COLUMNS, j.c.payload, j.c.runnable).where(j.c.root_id == bindparam("b_root"))
+
+
+def load_tree(conn: Connection, root_id: str) -> list[JobNode]:
+    """The nodes of a tree without their payloads (re-deriving ancestors needs no more)."""
+    return job_store.load_tree(conn, root_id)
 
 
 def load_tree_with_payloads(
@@ -189,7 +241,7 @@ def load_tree_with_payloads(
 ) -> tuple[list[JobNode], dict[str, dict[str, Any]]]:
     nodes: list[JobNode] = []
     payloads: dict[str, dict[str, Any]] = {}
-    for row in conn.execute(_TREE_FULL.where(j.c.root_id == root_id)):
+    for row in conn.execute(_TREE_FULL, {"b_root": root_id}):
         nodes.append(_node(row))
         payloads[row.id] = dict(row.payload or {})
     return nodes, payloads
@@ -197,32 +249,44 @@ def load_tree_with_payloads(
 
 def _state(node: JobNode) -> dict[str, Any]:
     return {
-        "phase": node.phase.value,
-        "reason": node.reason,
-        "started_at": node.started_at,
-        "completed_at": node.completed_at,
-        "updated_at": node.updated_at,
+        "b_id": node.id,
+        "b_phase": node.phase.value,
+        "b_reason": node.reason,
+        "b_started": node.started_at,
+        "b_completed": node.completed_at,
+        "b_updated": node.updated_at,
     }
 
 
+_STATE_VALUES = {
+    "phase": bindparam("b_phase", type_=j.c.phase.type),
+    "reason": bindparam("b_reason", type_=j.c.reason.type),
+    "started_at": bindparam("b_started", type_=j.c.started_at.type),
+    "completed_at": bindparam("b_completed", type_=j.c.completed_at.type),
+    "updated_at": bindparam("b_updated", type_=j.c.updated_at.type),
+}
+_WRITE_STATE = update(j).where(j.c.id == bindparam("b_id")).values(**_STATE_VALUES)
+_FINISH = (
+    update(j)
+    .where(j.c.id == bindparam("b_id"))
+    .values(
+        **_STATE_VALUES,
+        result=bindparam("b_result", type_=j.c.result.type),
+        runnable=False,
+        lease_owner=None,
+        lease_expires_at=None,
+        run_after=None,
+    )
+)
+
+
 def write_node_state(conn: Connection, node: JobNode) -> None:
-    conn.execute(update(j).where(j.c.id == node.id).values(**_state(node)))
+    conn.execute(_WRITE_STATE, _state(node))
 
 
 def finish_leaf(conn: Connection, node: JobNode, result: dict[str, Any] | None) -> None:
     """A leaf reached Success or Failed: record it and let go of it for good."""
-    conn.execute(
-        update(j)
-        .where(j.c.id == node.id)
-        .values(
-            **_state(node),
-            result=result,
-            runnable=False,
-            lease_owner=None,
-            lease_expires_at=None,
-            run_after=None,
-        )
-    )
+    conn.execute(_FINISH, {**_state(node), "b_result": result})
 
 
 def reschedule_leaf(
@@ -235,14 +299,19 @@ def reschedule_leaf(
     )
 
 
+_MAKE_RUNNABLE = (
+    update(j)
+    .where(
+        j.c.id.in_(bindparam("b_ids", expanding=True)), j.c.runnable.is_(False), j.c.phase == "Initializing"
+    )
+    .values(runnable=True, run_after=_now)
+)
+
+
 def make_runnable(conn: Connection, job_ids: Iterable[str], now: datetime) -> None:
     ids = list(job_ids)
     if ids:
-        conn.execute(
-            update(j)
-            .where(j.c.id.in_(ids), j.c.runnable.is_(False), j.c.phase == "Initializing")
-            .values(runnable=True, run_after=now)
-        )
+        conn.execute(_MAKE_RUNNABLE, {"b_ids": ids, "b_now": now})
 
 
 def cancel_tree(conn: Connection, root_id: str) -> None:
@@ -277,8 +346,8 @@ class Backlog:
 
 def backlog(conn: Connection, now: datetime) -> Backlog:
     """Read through the partial runnable index: cheap however many jobs are stored."""
-    waiting = conn.execute(select(func.count(), func.min(j.c.run_after)).where(_claimable(now))).one()
-    leased = conn.execute(
-        select(func.count()).where(j.c.runnable.is_(True), j.c.lease_expires_at >= now)
-    ).scalar_one()
+    waiting = conn.execute(
+        select(func.count(), func.min(j.c.run_after)).where(_CLAIMABLE), {"b_now": now}
+    ).one()
+    leased = conn.execute(select(func.count()).where(RUNNABLE, j.c.lease_expires_at >= now)).scalar_one()
     return Backlog(waiting=int(waiting[0]), oldest_due=waiting[1], leased=int(leased))

@@ -30,19 +30,27 @@ _NODE_COLUMNS = (
 _TREE = select(*_NODE_COLUMNS).where(t.jobs.c.root_id == bindparam("root_id"))
 
 
+_PHASES = {phase.value: phase for phase in Phase}
+
+
 def _node(row: Any) -> JobNode:
+    """A node from a row that starts with the columns of ``_NODE_COLUMNS``, in that order (read
+    by position: the engine reads a whole tree in every finishing transaction)."""
+    node_id, parent_id, position, type_, target, phase, reason, created, updated, started, completed = row[
+        :11
+    ]
     return JobNode(
-        id=row.id,
-        parent_id=row.parent_id,
-        position=row.position,
-        type=row.type,
-        target=row.target or "",
-        phase=Phase(row.phase),
-        reason=row.reason or "",
-        created_at=as_utc(row.created_at),
-        updated_at=as_utc(row.updated_at),
-        started_at=as_utc(row.started_at) if row.started_at else None,
-        completed_at=as_utc(row.completed_at) if row.completed_at else None,
+        node_id,
+        parent_id,
+        position,
+        type_,
+        target or "",
+        _PHASES[phase],
+        reason or "",
+        as_utc(created),
+        as_utc(updated),
+        as_utc(started) if started else None,
+        as_utc(completed) if completed else None,
     )
 
 
