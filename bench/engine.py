@@ -259,7 +259,10 @@ def run_engine(url: str, upgrades: int, processes: int, threads: int, work: Path
             )
             calling = time.monotonic()
             step_of[rt.upgrades.create(caller, PROJECT, create, "127.0.0.1").id] = 0
-            api_seconds, api_slowest = api_seconds + (time.monotonic() - calling), max(api_slowest, time.monotonic() - calling)
+            api_seconds, api_slowest = (
+                api_seconds + (time.monotonic() - calling),
+                max(api_slowest, time.monotonic() - calling),
+            )
         tasks = t.upgrade_tasks
         while step_of:
             if time.monotonic() - began > DEADLINE:
