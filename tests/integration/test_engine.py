@@ -8,8 +8,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from meshup.store import jobs as job_store
 from meshup.store import tables as t
 from meshup.store.db import Database, sqlite_path
 from meshup.upgrades.steps import STEPS
+from tests.support.databases import database_url
 from tests.support.fake_driver import FakeDriver, FakeDrivers
 
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
@@ -386,10 +388,22 @@ def test_a_chain_ends_when_told_and_leaves_the_rest_unclaimed(db: Database) -> N
     assert tree(db, root)[root].phase is Phase.RUNNING
 
 
-def test_a_claim_on_a_busy_tree_commits_alone_and_starts_once_the_tree_is_free(db: Database) -> None:
-    """PostgreSQL: the claim holds the leaf's row, so it never waits for the tree lock."""
-    if not db.url.startswith("postgresql"):
-        pytest.skip("SQLite has one writer at a time: a tree is never busy during a claim")
+@pytest.fixture
+def postgres_db(tmp_path: Path) -> Iterator[Database]:
+    with database_url("postgres", tmp_path) as url:
+        database = Database(url)
+        database.migrate()
+        try:
+            yield database
+        finally:
+            database.dispose()
+
+
+@pytest.mark.postgres
+def test_a_claim_on_a_busy_tree_commits_alone_and_starts_once_the_tree_is_free(postgres_db: Database) -> None:
+    """PostgreSQL only (SQLite has one writer at a time, so a tree is never busy during a claim):
+    the claim holds the leaf's row, so it never waits for the tree lock."""
+    db = postgres_db
     seed_mesh(db)
     root, (leaf,) = write_tree(db, 1, parallel=False)
     engine = engine_for(db, Recorder(), SystemClock())
