@@ -41,7 +41,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         workdir,
         f"sqlite:///{workdir / 'meshup.db'}",
         seed=SEED,
-        extra_args=["--sim-speed", "0.3", "--workers", "2"],
+        # Slow enough that a pre-check is still running when the stream connects, on a busy machine too.
+        extra_args=["--sim-speed", "3", "--workers", "2"],
     )
     try:
         yield process
