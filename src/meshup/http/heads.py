@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,6 +47,93 @@ class _Refused(Exception):
         self.message = message
 
 
+# A write this large goes out at once (with what its connection holds), so a large or streamed
+# body keeps the transport's own flow control.
+_HOLD_BELOW = 64 * 1024
+
+
+class _TurnWrites:
+    """Responses written during one turn of the event loop, sent when the turn ends.
+
+    uvicorn writes a response's head and body separately, and on loopback each send() runs the
+    receiver's side too, waking the client if it sleeps: joined, a small response is one send()
+    and one segment, and the responses of a busy turn leave back to back rather than one per
+    request handled, which wakes a client once for all of them.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: dict[asyncio.Transport, list[bytes]] = {}
+
+    def write(self, transport: asyncio.Transport, data: bytes) -> None:
+        pending = self._pending
+        chunks = pending.get(transport)
+        if chunks is None:
+            if len(data) >= _HOLD_BELOW:
+                transport.write(data)
+                return
+            if not pending:
+                self._loop.call_soon(self.flush)
+            pending[transport] = [data]
+            return
+        chunks.append(data)
+        if len(data) >= _HOLD_BELOW:
+            self.flush_one(transport)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for transport, chunks in pending.items():
+            if not transport.is_closing():
+                transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def flush_one(self, transport: asyncio.Transport) -> None:
+        chunks = self._pending.pop(transport, None)
+        if chunks and not transport.is_closing():
+            transport.write(b"".join(chunks))
+
+    def drop(self, transport: asyncio.Transport) -> None:
+        self._pending.pop(transport, None)
+
+
+class _HeldWrites:
+    """A connection's transport as uvicorn's response cycle sees it: writes go out at the end
+    of the event loop's turn (``_TurnWrites``); everything else is the transport's own."""
+
+    __slots__ = ("_transport", "_turn")
+
+    def __init__(self, transport: asyncio.Transport, turn: _TurnWrites) -> None:
+        self._transport = transport
+        self._turn = turn
+
+    def write(self, data: bytes) -> None:
+        self._turn.write(self._transport, data)
+
+    def close(self) -> None:
+        self._turn.flush_one(self._transport)
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._turn.flush_one(self._transport)
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._turn.drop(self._transport)
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _TurnWrites] = weakref.WeakKeyDictionary()
+
+
+def _turn_writes(loop: asyncio.AbstractEventLoop) -> _TurnWrites:
+    turn = _turns.get(loop)
+    if turn is None:
+        turn = _turns[loop] = _TurnWrites(loop)
+    return turn
+
+
 class BoundedHeadProtocol(HttpToolsProtocol):
     """Set ``limits``, ``metrics`` and ``log_refusals`` on a subclass: see ``bounded_protocol``."""
 
@@ -68,6 +156,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _HeldWrites(transport, _turn_writes(self.loop))  # type: ignore[assignment]
         # One timer per connection that re-arms itself, rather than one per request: the hot path
         # only notes when a head starts. A client that connects and says nothing is timed too.
         self._head_started = self.loop.time()

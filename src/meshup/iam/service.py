@@ -288,15 +288,8 @@ class IdentityService:
             expected_token: str | None = security_token.decode("ascii").strip()
         else:
             expected_token = None
-        signed = signing.SignedRequest(
-            method=request.method,
-            raw_path=request.raw_path,
-            query_string=request.query_string,
-            headers=request.headers,
-            body=request.body,
-        )
         signing.verify(
-            signed, parsed, key.secret_key, now, window=self.clock_skew, security_token=expected_token
+            request, parsed, key.secret_key, now, window=self.clock_skew, security_token=expected_token
         )
         principal = stored.principal
         if principal is None or not _active(principal):

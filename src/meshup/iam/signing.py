@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -29,6 +29,7 @@ from meshup.errors import AuthenticationFailed
 __all__ = [
     "ALGORITHMS",
     "ParsedAuthorization",
+    "Signed",
     "SignedRequest",
     "canonical_request",
     "parse_authorization",
@@ -44,6 +45,21 @@ MAX_AUTHORIZATION_BYTES: Final = 4096
 _UNSIGNED_PAYLOAD: Final = b"UNSIGNED-PAYLOAD"
 
 
+class Signed(Protocol):
+    """What verification reads of a request (``SignedRequest``, or the server's own request)."""
+
+    @property
+    def method(self) -> str: ...  # upper-case
+    @property
+    def raw_path(self) -> bytes: ...  # ASGI raw_path (still percent-encoded, no query)
+    @property
+    def query_string(self) -> bytes: ...  # ASGI query_string (raw)
+    @property
+    def headers(self) -> Mapping[str, bytes]: ...  # lower-case name -> raw value (first occurrence)
+    @property
+    def body(self) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SignedRequest:
     method: str  # upper-case
@@ -53,8 +69,7 @@ class SignedRequest:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedAuthorization:
+class ParsedAuthorization(NamedTuple):
     algorithm: str
     access_key: str
     signed_headers: tuple[str, ...]  # lower-case, as listed
@@ -207,9 +222,33 @@ def _ascii_text(value: bytes | str, limit: int, what: str) -> str:
     raise _fail(f"{what} is malformed")
 
 
+# What a client's Authorization header says before its signature, parsed once: a client sends the
+# same head with every request, only the signature changes. Bounded; cleared when full.
+_HEADS: dict[str, ParsedAuthorization] = {}
+_MAX_HEADS: Final = 4096
+_SIGNATURE_FIELD: Final = ", Signature="
+_PLACEHOLDER: Final = "0" * 64
+
+
 def parse_authorization(value: bytes | str) -> ParsedAuthorization:
     """Parse ``<ALG> Access=<AK>, SignedHeaders=<h1;h2>, Signature=<hex>`` (V11: ``Credential=``)."""
     text = _ascii_text(value, MAX_AUTHORIZATION_BYTES, "Authorization header").strip(" \t")
+    head, field, signature = text.rpartition(_SIGNATURE_FIELD)
+    signature = signature.lower()
+    if not field or _SIGNATURE_RE.fullmatch(signature) is None:
+        return _parse_authorization(text)  # and its reason for refusing it
+    # The head parsed with a placeholder signature is the whole value's parse but for the
+    # signature: its last field is the signature, so the rest is the same text either way.
+    known = _HEADS.get(head)
+    if known is None:
+        known = _parse_authorization(head + _SIGNATURE_FIELD + _PLACEHOLDER)
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[head] = known
+    return known._replace(signature=signature)
+
+
+def _parse_authorization(text: str) -> ParsedAuthorization:
     algorithm, _, rest = text.partition(" ")
     if algorithm not in _SCHEMES:
         raise _fail("unsupported Authorization scheme")
@@ -247,8 +286,22 @@ def parse_authorization(value: bytes | str) -> ParsedAuthorization:
     return ParsedAuthorization(algorithm, access_key, signed_headers, signature, scope)
 
 
+# The last date parsed: every request signed in the same second carries the same one.
+_last_date: tuple[bytes | str | None, datetime] = (None, datetime.min.replace(tzinfo=UTC))
+
+
 def parse_sdk_date(value: bytes | str) -> datetime:
     """``YYYYMMDDTHHMMSSZ`` strictly, as a tz-aware UTC datetime."""
+    global _last_date
+    last = _last_date  # one read: another thread may replace it (a tuple, so never half-written)
+    if value == last[0]:
+        return last[1]
+    when = _parse_sdk_date(value)
+    _last_date = (value, when)
+    return when
+
+
+def _parse_sdk_date(value: bytes | str) -> datetime:
     text = _ascii_text(value, 16, "X-Sdk-Date")
     if not (
         len(text) == 16
@@ -282,16 +335,29 @@ def _scheme(algorithm: str) -> _Scheme:
     return scheme
 
 
-def _canonical_parts(req: SignedRequest, parsed: ParsedAuthorization, scheme: _Scheme) -> tuple[bytes, bytes]:
+# ";".join(signed headers) as bytes, by the tuple a parsed Authorization head holds.
+_SIGNED_LINES: dict[tuple[str, ...], bytes] = {}
+
+
+def _signed_line(names: tuple[str, ...]) -> bytes:
+    line = _SIGNED_LINES.get(names)
+    if line is None:
+        line = ";".join(names).encode("ascii")
+        if len(_SIGNED_LINES) >= _MAX_HEADS:
+            _SIGNED_LINES.clear()
+        _SIGNED_LINES[names] = line
+    return line
+
+
+def _canonical_parts(req: Signed, parsed: ParsedAuthorization, scheme: _Scheme) -> tuple[bytes, bytes]:
     """The canonical request before and after its query line."""
     method = req.method
     if not method.isascii():
         raise _fail("invalid request method")
-    lines = [method.upper().encode("ascii"), b"\n", _canonical_uri(req.raw_path), b"\n"]
-    prefix = b"".join(lines)
+    prefix = b"%s\n%s\n" % (method.upper().encode("ascii"), _canonical_uri(req.raw_path))
 
     headers = req.headers
-    lines = [b"\n"]
+    lines = [b""]
     for name in parsed.signed_headers:
         value = headers.get(name)
         if value is None:
@@ -302,8 +368,9 @@ def _canonical_parts(req: SignedRequest, parsed: ParsedAuthorization, scheme: _S
                 value.decode("utf-8")
             except UnicodeDecodeError:
                 raise _fail(f"header {name} is not valid UTF-8") from None
-        lines += (name.encode("ascii"), b":", value, b"\n")
-    lines += (b"\n", ";".join(parsed.signed_headers).encode("ascii"), b"\n")
+        lines.append(b"%s:%s" % (name.encode("ascii"), value))
+    lines.append(b"")
+    lines.append(_signed_line(parsed.signed_headers))
 
     body = req.body
     if not body:
@@ -314,12 +381,10 @@ def _canonical_parts(req: SignedRequest, parsed: ParsedAuthorization, scheme: _S
             lines.append(_UNSIGNED_PAYLOAD)
         else:
             lines.append(scheme.hash_hex(body))
-    return prefix, b"".join(lines)
+    return prefix, b"\n".join(lines)
 
 
-def canonical_request(
-    req: SignedRequest, parsed: ParsedAuthorization, *, sort_query_by_value: bool = True
-) -> bytes:
+def canonical_request(req: Signed, parsed: ParsedAuthorization, *, sort_query_by_value: bool = True) -> bytes:
     """``METHOD\\nURI\\nQUERY\\nHEADERS\\nSIGNED\\nPAYLOADHASH`` as bytes.
 
     ``sort_query_by_value=False`` sorts the query by key only and keeps the wire order within a key.
@@ -358,7 +423,7 @@ def _window_text(window: timedelta) -> str:
 
 
 def verify(
-    req: SignedRequest,
+    req: Signed,
     parsed: ParsedAuthorization,
     secret_key: str,
     now: datetime | None,
@@ -411,7 +476,8 @@ def verify(
 
     prefix, suffix = _canonical_parts(req, parsed, scheme)
     key = _signing_key(parsed.algorithm, parsed.access_key, secret_key, scope)
-    for query in _query_orders(req.query_string):
+    query_string = req.query_string
+    for query in _query_orders(query_string) if query_string else _NO_QUERY:
         if query is None:
             continue
         canonical_hash = scheme.hash_hex(prefix + query + suffix)
@@ -419,6 +485,9 @@ def verify(
         if hmac.compare_digest(expected, given):
             return
     raise _fail("signature mismatch")
+
+
+_NO_QUERY: Final = (b"",)
 
 
 def sign(
