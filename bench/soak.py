@@ -8,7 +8,8 @@ For N minutes, over loopback only, it runs side by side:
 - token issuance (password logins that succeed);
 - mesh churn: create a mesh on a new cluster, wait for Running, delete it, wait for 404;
 - mesh lists;
-- failed logins (wrong passwords for a real user, and unknown users).
+- failed logins (wrong passwords for a real user, and unknown users) from another loopback
+  address (127.0.0.2), which exhausts its own budget of failures (429) and no one else's.
 
 Every response is checked against the statuses its operation may answer; anything else is
 "unexpected". At the end it checks that acknowledged work is all there (every created mesh is
@@ -61,6 +62,7 @@ PASSWORD = "Soak-Passw0rd!"
 MASTER_KEY = "soak-master-key-000000000000000000000000000"
 SOURCE, TARGET = "1.15.7-r1", "1.18.7-r5"
 UPGRADE_MESHES = 4
+ATTACKER_ADDRESS = "127.0.0.2"
 TERMINAL = ("Success", "Failed")
 
 # What each operation may answer. 409: a step raced with another client's view of the task (never
@@ -418,6 +420,12 @@ async def drive(bases: list[str], seconds: float, pids: dict[str, int], warmup: 
         httpx.AsyncClient(auth=Signed(ROOT_AK, ROOT_SK), timeout=30, limits=limits) as root,
         httpx.AsyncClient(auth=Signed(POLL_AK, POLL_SK), timeout=30, limits=limits) as poller,
         httpx.AsyncClient(timeout=30, limits=limits) as anonymous,
+        # Wrong passwords come from an address of their own (any 127.x is loopback), as an
+        # attacker's would: the per-address budget of failed logins is theirs to exhaust (429),
+        # not the legitimate users' beside them.
+        httpx.AsyncClient(
+            timeout=30, limits=limits, transport=httpx.AsyncHTTPTransport(local_address=ATTACKER_ADDRESS)
+        ) as attacker,
     ):
         listed = (await root.get(f"{bases[0]}/v1/{PROJECT}/meshes")).json()["items"]
         upgrade_meshes = [
@@ -437,7 +445,7 @@ async def drive(bases: list[str], seconds: float, pids: dict[str, int], warmup: 
             *(soak.poller(poller) for _ in range(4)),
             *(soak.churner(root, worker) for worker in range(2)),
             soak.token_issuer(anonymous),
-            soak.failed_logins(anonymous),
+            soak.failed_logins(attacker),
             soak.lister(root),
             sample(),
         ]

@@ -15,7 +15,7 @@ from tests.support.databases import postgres_base_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 UPGRADES = 3
 LEAVES_PER_UPGRADE = 35  # pre-check 13, control plane 6, data plane 10, complete 6

@@ -152,8 +152,13 @@ def _command() -> list[str]:
 
 
 def clean_env(home: Path) -> dict[str, str]:
-    """The test's environment without any meshup or SDK settings of the machine running it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESHUP_", "HUAWEICLOUD_"))}
+    """The test's environment without any meshup or SDK settings of the machine running it, nor
+    a terminal size (a runner's COLUMNS would narrow the tables a pipeline reads)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MESHUP_", "HUAWEICLOUD_")) and k not in ("COLUMNS", "LINES")
+    }
     env.update({"HOME": str(home), "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
     return env
 

@@ -33,7 +33,7 @@ from playwright.sync_api import (
 
 from tests.support.server import ServerProcess, start_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.serial, pytest.mark.e2e, pytest.mark.browser]
 
 SEED = Path(__file__).with_name("console_seed.yaml")
 PROJECT = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"

@@ -16,7 +16,7 @@ from tests.e2e.test_console import (  # the browser and a console server, as the
 )
 from tests.support.server import ServerProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.serial, pytest.mark.e2e, pytest.mark.browser]
 __all__ = ["browser", "context", "page", "playwright", "server"]
 
 

@@ -21,7 +21,7 @@ from markupsafe import escape
 from meshup.client.sse import Event, parse_events
 from tests.support.server import ServerProcess, start_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 SEED = Path(__file__).with_name("console_seed.yaml")
 PROJECT = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"

@@ -16,7 +16,7 @@ from tests.e2e.conftest import KEYS, PAY_JOB, PROJECT, SEED
 from tests.support.databases import fresh_postgres, postgres_base_url
 from tests.support.server import ServerProcess, start_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.serial, pytest.mark.e2e, pytest.mark.postgres]
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from tests.support.databases import database_url
 from tests.support.processes import JobsReader, killing_all, worker_process
 from tests.support.server import start_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 

@@ -20,7 +20,7 @@ from tests.support.databases import database_url
 from tests.support.processes import ApiProcess, MeshupProcess, killing_all, meshup_env, worker_process
 from tests.support.server import ServerProcess, start_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 PROJECT = "0e1e2e3e4e5e6e7e8e9eaebecedeeef0"
 ACCOUNT, ROOT, PASSWORD = "events", "events-admin", "EventsAdmin-Passw0rd!"

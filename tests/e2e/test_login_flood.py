@@ -41,7 +41,7 @@ from tests.support.paths import REPO
 from tests.support.processes import ApiProcess, JobsReader, MeshupProcess, killing_all, meshup_env
 from tests.support.server import start_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 SEED = Path(__file__).with_name("login_seed.yaml")
 DOMAIN = "gate"

@@ -25,6 +25,7 @@ from tests.support.databases import database_url
 from tests.support.server import ServerProcess, start_server
 
 pytestmark = [
+    pytest.mark.serial,
     pytest.mark.e2e,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc"),
 ]

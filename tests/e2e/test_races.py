@@ -42,7 +42,7 @@ from tests.support.processes import (
     worker_process,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 AK, SK = "AKRACETESTROOT000001", "RaceTestSecretKey00000000000000000000001"

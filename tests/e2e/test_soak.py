@@ -13,7 +13,7 @@ from tests.support.databases import postgres_base_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.serial, pytest.mark.e2e, pytest.mark.postgres]
 
 
 def test_one_minute_soak_loses_nothing_and_answers_only_expected_statuses(tmp_path: Path) -> None:

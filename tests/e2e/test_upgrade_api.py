@@ -31,7 +31,7 @@ from tests.support.clients import asm_client, call_json
 from tests.support.server import ServerProcess, serve_backend
 from tests.support.wire import CONFLICT, FORBIDDEN, INVALID, NOT_FOUND, TIMESTAMP, UUID4
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 SEED = Path(__file__).with_name("upgrade_seed.yaml")
 PROJECT = "0aa1bb2cc3dd4ee5ff60718293a4b5c6"

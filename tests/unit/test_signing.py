@@ -794,3 +794,17 @@ def test_official_sdk_signatures_verify(
         sdk_date=SDK_DATE,
         scope=parsed.scope,
     ) == headers["authorization"].decode("ascii")
+
+
+def test_keyed_hmac_states_are_reused_and_forgotten() -> None:
+    from meshup.iam import signing
+
+    signing.forget_keys()
+    req, parsed = signed_request("GET", "/v1/p/meshes", base_headers())
+    verify(req, parsed, SK, VECTOR_NOW)
+    assert len(signing._KEYED) == 1
+    verify(req, parsed, SK, VECTOR_NOW)  # the same state, copied: still verifies
+    with pytest.raises(AuthenticationFailed, match="signature mismatch"):
+        verify(req, parsed, SK + "x", VECTOR_NOW)
+    signing.forget_keys()
+    assert signing._KEYED == {}

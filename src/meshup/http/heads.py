@@ -309,7 +309,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.transport.close()
         method = self._method()
         if self.metrics is not None:
-            self.metrics.requests.labels(method, "unmatched", str(status)).inc()
+            self.metrics.count(method, "unmatched", status)
         if self.log_refusals:
             elapsed = self.loop.time() - self._head_started
             log_access(request_id, "-", method, "unmatched", status, elapsed)

@@ -51,12 +51,12 @@ def _incoming(scope: Scope, headers: dict[str, bytes], body: bytes) -> IncomingR
 
 
 def _first_headers(scope: Scope) -> dict[str, bytes]:
-    headers: dict[str, bytes] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1")
-        if key not in headers:  # the first occurrence counts, as a signer would see it
-            headers[key] = value
-    return headers
+    # The first occurrence counts, as a signer would see it: built from the last header to the
+    # first, each earlier one replaces a later one of the same name.
+    raw = scope["headers"]
+    if not isinstance(raw, list | tuple):  # ASGI allows any iterable
+        raw = list(raw)
+    return {name.decode("latin-1"): value for name, value in reversed(raw)}
 
 
 def _scope(of: Request | Scope) -> Scope:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
@@ -42,9 +42,11 @@ from meshup.timefmt import rfc3339
 MAX_CACHE_ENTRIES = 50_000
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingRequest:
-    """What authentication needs of an HTTP request, independent of the web framework."""
+class IncomingRequest(NamedTuple):
+    """What authentication needs of an HTTP request, independent of the web framework.
+
+    This and the other values built for every request are named tuples: immutable like a frozen
+    dataclass, built in a fraction of its time."""
 
     method: str
     raw_path: bytes
@@ -54,8 +56,7 @@ class IncomingRequest:
     source_ip: str
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(NamedTuple):
     principal: Principal
     token: TokenClaims | None  # set when authenticated by token
 
@@ -69,8 +70,7 @@ class MeshFacts:
     tags: Sequence[tuple[str, str]]
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(NamedTuple):
     """What a request presents, checked as far as it can be without stored state: a token's
     signature and expiry, or the syntax of an AK/SK ``Authorization`` header."""
 
@@ -164,6 +164,7 @@ class IdentityService:
             with self._lock:
                 if self._caches.epoch != epoch:
                     self._caches = _Caches(epoch=epoch)
+                    signing.forget_keys()
                 caches = self._caches
         return caches
 

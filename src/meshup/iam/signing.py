@@ -32,6 +32,7 @@ __all__ = [
     "Signed",
     "SignedRequest",
     "canonical_request",
+    "forget_keys",
     "parse_authorization",
     "parse_sdk_date",
     "sign",
@@ -84,8 +85,28 @@ def _sha256_hex(data: bytes) -> bytes:
     return hashlib.sha256(data).hexdigest().encode("ascii")
 
 
+# HMAC-SHA256 states with the key already absorbed, by key: a copy and one update per request
+# instead of hashing the padded key twice. Bounded; emptied whenever the IAM epoch changes
+# (``forget_keys``), so a secret is held no longer than the credential caches hold it.
+_KEYED: dict[bytes, hmac.HMAC] = {}
+_MAX_KEYED: Final = 4096
+
+
 def _hmac_sha256_hex(key: bytes, msg: bytes) -> bytes:
-    return hmac.digest(key, msg, "sha256").hex().encode("ascii")
+    keyed = _KEYED.get(key)
+    if keyed is None:
+        keyed = hmac.new(key, digestmod=hashlib.sha256)
+        if len(_KEYED) >= _MAX_KEYED:
+            _KEYED.clear()
+        _KEYED[key] = keyed
+    mac = keyed.copy()
+    mac.update(msg)
+    return mac.hexdigest().encode("ascii")
+
+
+def forget_keys() -> None:
+    """Drop the keyed HMAC states (their keys are secrets)."""
+    _KEYED.clear()
 
 
 # SM3 through `cryptography` (bundled OpenSSL): hashlib only has "sm3" if the system OpenSSL does.
@@ -245,7 +266,9 @@ def parse_authorization(value: bytes | str) -> ParsedAuthorization:
         if len(_HEADS) >= _MAX_HEADS:
             _HEADS.clear()
         _HEADS[head] = known
-    return known._replace(signature=signature)
+    return ParsedAuthorization(
+        known.algorithm, known.access_key, known.signed_headers, signature, known.scope
+    )
 
 
 def _parse_authorization(text: str) -> ParsedAuthorization:

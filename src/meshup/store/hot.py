@@ -22,7 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from sqlalchemy import Connection
@@ -104,8 +104,7 @@ def _sqlite_nodes(rows: list[Any]) -> list[WireNode]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """What a request learns before anything else: the IAM epoch, and on SQLite the generation
     (None on PostgreSQL): a number that differs whenever anything was committed since."""
 
