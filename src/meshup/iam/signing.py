@@ -358,30 +358,51 @@ def _scheme(algorithm: str) -> _Scheme:
     return scheme
 
 
-# ";".join(signed headers) as bytes, by the tuple a parsed Authorization head holds.
-_SIGNED_LINES: dict[tuple[str, ...], bytes] = {}
+class _SignedNames(NamedTuple):
+    """A SignedHeaders list as the canonical request writes it, built once per list."""
+
+    labels: tuple[bytes, ...]  # b"name:" for each header, in order
+    line: bytes  # b"name1;name2"
 
 
-def _signed_line(names: tuple[str, ...]) -> bytes:
-    line = _SIGNED_LINES.get(names)
-    if line is None:
-        line = ";".join(names).encode("ascii")
-        if len(_SIGNED_LINES) >= _MAX_HEADS:
-            _SIGNED_LINES.clear()
-        _SIGNED_LINES[names] = line
-    return line
+_SIGNED_NAMES: dict[tuple[str, ...], _SignedNames] = {}
+# "METHOD\nURI\n" by method and raw path: a client polls the same few paths.
+_PREFIXES: dict[tuple[str, bytes], bytes] = {}
+_MAX_REMEMBERED_PATH: Final = 512
+
+
+def _signed_names(names: tuple[str, ...]) -> _SignedNames:
+    known = _SIGNED_NAMES.get(names)
+    if known is None:
+        known = _SignedNames(
+            tuple(name.encode("ascii") + b":" for name in names), ";".join(names).encode("ascii")
+        )
+        if len(_SIGNED_NAMES) >= _MAX_HEADS:
+            _SIGNED_NAMES.clear()
+        _SIGNED_NAMES[names] = known
+    return known
+
+
+def _prefix(method: str, raw_path: bytes) -> bytes:
+    prefix = _PREFIXES.get((method, raw_path))
+    if prefix is None:
+        if not method.isascii():
+            raise _fail("invalid request method")
+        prefix = b"%s\n%s\n" % (method.upper().encode("ascii"), _canonical_uri(raw_path))
+        if len(raw_path) <= _MAX_REMEMBERED_PATH:  # memory stays small whatever paths are sent
+            if len(_PREFIXES) >= _MAX_HEADS:
+                _PREFIXES.clear()
+            _PREFIXES[(method, raw_path)] = prefix
+    return prefix
 
 
 def _canonical_parts(req: Signed, parsed: ParsedAuthorization, scheme: _Scheme) -> tuple[bytes, bytes]:
     """The canonical request before and after its query line."""
-    method = req.method
-    if not method.isascii():
-        raise _fail("invalid request method")
-    prefix = b"%s\n%s\n" % (method.upper().encode("ascii"), _canonical_uri(req.raw_path))
-
+    prefix = _prefix(req.method, req.raw_path)
     headers = req.headers
+    signed = _signed_names(parsed.signed_headers)
     lines = [b""]
-    for name in parsed.signed_headers:
+    for name, label in zip(parsed.signed_headers, signed.labels, strict=True):
         value = headers.get(name)
         if value is None:
             raise _fail(f"signed header {name} is missing from the request")
@@ -391,9 +412,9 @@ def _canonical_parts(req: Signed, parsed: ParsedAuthorization, scheme: _Scheme) 
                 value.decode("utf-8")
             except UnicodeDecodeError:
                 raise _fail(f"header {name} is not valid UTF-8") from None
-        lines.append(b"%s:%s" % (name.encode("ascii"), value))
+        lines.append(label + value)
     lines.append(b"")
-    lines.append(_signed_line(parsed.signed_headers))
+    lines.append(signed.line)
 
     body = req.body
     if not body:
