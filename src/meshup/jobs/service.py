@@ -34,11 +34,17 @@ class JobService:
         self.reader = reader
         # Answers as of one generation (store.hot.Snapshot): a polled job is read and rendered
         # once per commit anywhere, not once per request. Authorization still runs every time.
-        self._generation: int | None = None
+        self._generation: int | str | None = None
         self._answers: dict[str, _Answer | None] = {}
 
     async def document(
-        self, caller: Caller, project_id: str, job_id: str, source_ip: str, *, generation: int | None = None
+        self,
+        caller: Caller,
+        project_id: str,
+        job_id: str,
+        source_ip: str,
+        *,
+        generation: int | str | None = None,
     ) -> bytes:
         """The MeshJob document of ``job_id`` and its subtree as JSON bytes (asm-api.md §4).
 
@@ -54,7 +60,7 @@ class JobService:
         self.identity.authorize(caller, actions.GET_UPGRADE_JOB, project_id, answer.mesh, source_ip)
         return answer.body
 
-    async def _answer(self, job_id: str, generation: int | None) -> _Answer | None:
+    async def _answer(self, job_id: str, generation: int | str | None) -> _Answer | None:
         if generation is not None:
             if generation != self._generation:
                 self._generation, self._answers = generation, {}

@@ -12,6 +12,10 @@ and never wait (WAL readers take no lock), while a hand-off to a thread alone co
 event loop serves other requests while a query is on the wire; requests asking the same question
 while no query for it has been sent share the next one (``_SharedReads``). Whatever is not on the hot path
 (a credential this process has not cached) is read in a thread, on either database.
+
+Each request first reads a generation with the epoch (``Snapshot``); while it stays the same,
+nothing was committed, and ``jobs.service`` answers a polled job from the bytes it rendered for
+that generation instead of reading the tree again.
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ EPOCH_SQL = "SELECT value FROM epochs WHERE name = 'iam'"
 # Changes whenever another connection commits to the file (this one only reads): while it stays
 # the same, nothing read before can have changed (sqlite.org/pragma.html#pragma_data_version).
 GENERATION_SQL = "PRAGMA data_version"
+# PostgreSQL's counterpart, read with the epoch: the current snapshot (xmin:xmax:ids in progress,
+# xmax one past the latest finished id). A transaction that wrote has an id; its commit removes
+# that id from the list (it was listed) or moves xmax past it (it was not), so the text stays the
+# same only while nothing was committed, and never comes back once it changed.
+POSTGRES_SNAPSHOT_SQL = "SELECT (SELECT value FROM epochs WHERE name = 'iam'), pg_current_snapshot()::text"
 
 # A job tree's change marker for live job events: the latest ``updated_at`` of its nodes (every
 # write of a node sets it; a parent's is its children's latest) with microseconds, and the node
@@ -105,11 +114,12 @@ def _sqlite_nodes(rows: list[Any]) -> list[WireNode]:
 
 
 class Snapshot(NamedTuple):
-    """What a request learns before anything else: the IAM epoch, and on SQLite the generation
-    (None on PostgreSQL): a number that differs whenever anything was committed since."""
+    """What a request learns before anything else: the IAM epoch, and the generation: a value
+    that differs whenever anything was committed since (SQLite's data_version, PostgreSQL's
+    current snapshot). Equal generations mean equal data."""
 
     epoch: int
-    generation: int | None
+    generation: int | str | None
 
 
 class _SharedRead:
@@ -186,6 +196,7 @@ class HotReader:
 
         On SQLite the generation is read first (about 1 µs); the epoch is read again only when
         it changed, so a request that follows others with no commit between reads nothing else.
+        On PostgreSQL both come in one statement, shared by the requests that ask meanwhile.
         """
         if self.db.is_sqlite:
             rows = self._sqlite(GENERATION_SQL, ())
@@ -197,8 +208,8 @@ class HotReader:
             epoch = _epoch(rows[0] if rows else None)
             self._local.seen = (generation, epoch)
             return Snapshot(epoch, generation)
-        rows = await self._shared.rows(EPOCH_SQL, ())
-        return Snapshot(_epoch(rows[0] if rows else None), None)
+        rows = await self._shared.rows(POSTGRES_SNAPSHOT_SQL, ())
+        return Snapshot(_epoch(rows[0]), str(rows[0][1]))
 
     async def bundle(self, job_id: str) -> JobBundle | None:
         """The tree of ``job_id`` with its mesh; None when no such job (or mesh) is stored."""
