@@ -147,8 +147,16 @@ class Engine:
         )
         if started:
             engine_store.start_leaf(conn, leaf.id, now)
-            self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
+            self._start_ancestors(conn, leaf, now)
         return leaf, started
+
+    def _start_ancestors(self, conn: Connection, leaf: engine_store.ClaimedLeaf, now: datetime) -> None:
+        if leaf.parent_id is None:
+            return  # a tree of one node
+        if leaf.updated_at is not None and leaf.updated_at > now:  # the clock went back
+            self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
+        else:  # without reading the tree (see store.engine.start_ancestors)
+            engine_store.start_ancestors(conn, leaf.parent_id, leaf.started_at or now, now)
 
     def _run_claimed(
         self, leaf: engine_store.ClaimedLeaf, started: bool, more: Callable[[], bool]
@@ -159,8 +167,7 @@ class Engine:
             self.stats.leases_expired(1)
         if not started:  # its tree was busy at the claim: start it now, tree lock first
             with self.db.write() as conn:
-                engine_store.lock_tree(conn, leaf.root_id)
-                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                if not engine_store.lock_tree_and_leaf(conn, leaf.root_id, leaf.id, self.owner):
                     return None  # cancelled since the claim (a sibling failed), or the lease was lost
                 now = self.clock.now()
                 engine_store.start_leaf(conn, leaf.id, now)
@@ -211,8 +218,7 @@ class Engine:
         claimed = None
         try:
             with self.db.write() as conn:
-                engine_store.lock_tree(conn, leaf.root_id)
-                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                if not engine_store.lock_tree_and_leaf(conn, leaf.root_id, leaf.id, self.owner):
                     log.warning("lease on job %s was lost; another worker has it", leaf.id)
                     self.stats.outcome(leaf.type, "lost")
                     return None
@@ -262,8 +268,7 @@ class Engine:
         """A step that raised: retry with backoff, then fail the leaf with the error's kind."""
         try:
             with self.db.write() as conn:
-                engine_store.lock_tree(conn, leaf.root_id)
-                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                if not engine_store.lock_tree_and_leaf(conn, leaf.root_id, leaf.id, self.owner):
                     return
                 now = self.clock.now()
                 if leaf.attempt >= self.config.max_attempts:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, or_, select, text, update
 
 from meshup.jobs.model import JobNode
 from meshup.store import jobs as job_store
 from meshup.store import tables as t
 from meshup.store.jobs import _NODE_COLUMNS, _node
+from meshup.timefmt import as_utc
 
 j = t.jobs
 
@@ -33,6 +34,7 @@ _now = bindparam("b_now", type_=j.c.run_after.type)
 class ClaimedLeaf:
     id: str
     root_id: str
+    parent_id: str | None
     type: str
     target: str
     attempt: int
@@ -43,6 +45,8 @@ class ClaimedLeaf:
     after_expiry: bool = False  # an earlier claim of this leaf expired: this one is a reclaim
     took_expired_lease: bool = False  # ...and the reaper had not released it (an expiry to count)
     tree_locked: bool = False  # the claim holds its tree's lock too (as lock_tree would take it)
+    started_at: datetime | None = None  # as stored before this claim's start (set on an earlier run)
+    updated_at: datetime | None = None
 
 
 # The partial index ix_jobs_runnable serves a query only when the query repeats its predicate as
@@ -90,6 +94,9 @@ _CLAIM = (
     .returning(
         j.c.id,
         j.c.root_id,
+        j.c.parent_id,
+        j.c.started_at,
+        j.c.updated_at,
         j.c.type,
         j.c.target,
         j.c.attempt,
@@ -132,6 +139,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
     return ClaimedLeaf(
         id=row.id,
         root_id=row.root_id,
+        parent_id=row.parent_id,
         type=row.type,
         target=row.target or "",
         attempt=int(row.attempt),
@@ -142,6 +150,8 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         after_expiry=bool(found.lease_expired) or unreleased,
         took_expired_lease=unreleased,
         tree_locked=tree_locked,
+        started_at=as_utc(row.started_at) if row.started_at else None,
+        updated_at=as_utc(row.updated_at),
     )
 
 
@@ -160,6 +170,34 @@ _START = (
 def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
     """A claimed leaf shows Running; in the transaction that re-derives its ancestors with it."""
     conn.execute(_START, {"b_id": job_id, "b_now": now})
+
+
+_up = select(j.c.id, j.c.parent_id).where(j.c.id == bindparam("b_parent")).cte("ancestors", recursive=True)
+_up = _up.union_all(select(j.c.id, j.c.parent_id).join(_up, j.c.id == _up.c.parent_id))
+_started = bindparam("b_started", type_=j.c.started_at.type)
+_START_ANCESTORS = (
+    update(j)
+    .where(j.c.id.in_(select(_up.c.id)))
+    .values(
+        phase="Running",
+        reason="",
+        completed_at=None,
+        started_at=case(
+            (or_(j.c.started_at.is_(None), j.c.started_at > _started), _started), else_=j.c.started_at
+        ),
+        updated_at=case((j.c.updated_at < _now, _now), else_=j.c.updated_at),
+    )
+)
+
+
+def start_ancestors(conn: Connection, parent_id: str, started: datetime, now: datetime) -> None:
+    """Re-derive the ancestors of a leaf that starts (its start ``started``, its update ``now``)
+    in one statement, without reading the tree: each ancestor holds what ``jobs.model.derive``
+    gave it, and a running child makes a parent Running (no reason, not completed), its start the
+    earlier of its own and the child's, its update the later of its own and ``now``. Only when
+    the clock went back behind the leaf's own update time does that not hold (the caller then
+    re-derives from the tree)."""
+    conn.execute(_START_ANCESTORS, {"b_parent": parent_id, "b_started": started, "b_now": now})
 
 
 _ROOT = select(j.c.id).where(j.c.id == bindparam("b_id"))
@@ -186,6 +224,24 @@ def try_lock_tree(conn: Connection, root_id: str) -> bool:
     if conn.dialect.name != "postgresql":
         return True  # SQLite: the writer already holds the whole database
     return conn.execute(_TRY_LOCK_ROOT, {"b_id": root_id}).first() is not None
+
+
+_LOCK_ROOT_AND_LEAF = (
+    select(j.c.id, j.c.lease_owner, j.c.runnable)
+    .where(j.c.id.in_([bindparam("b_root"), bindparam("b_id")]))
+    .order_by((j.c.id == bindparam("b_root")).desc())
+    .with_for_update()
+)
+
+
+def lock_tree_and_leaf(conn: Connection, root_id: str, job_id: str, owner: str) -> bool:
+    """:func:`lock_tree` then :func:`lock_leaf` (is the lease still ours?). On PostgreSQL in one
+    statement: it sorts before it locks, so the root row is locked first, as everywhere."""
+    if conn.dialect.name != "postgresql":
+        return lock_leaf(conn, job_id, owner)
+    rows = conn.execute(_LOCK_ROOT_AND_LEAF, {"b_root": root_id, "b_id": job_id}).all()
+    leaf = next((row for row in rows if row.id == job_id), None)
+    return leaf is not None and bool(leaf.runnable) and leaf.lease_owner == owner
 
 
 def lock_leaf(conn: Connection, job_id: str, owner: str) -> bool:
