@@ -80,11 +80,11 @@ def parallel_ids(payloads: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
 
 def schedule(conn: Connection, root_id: str, now: datetime) -> None:
     """Make the leaves whose turn has come runnable; called when a tree is written and after each leaf."""
-    nodes_list, payloads = engine_store.load_tree_with_payloads(conn, root_id)
-    nodes = assemble(nodes_list)
+    stored = engine_store.load_tree_with_payloads(conn, root_id)
+    nodes = assemble(stored.nodes)
     root = nodes[root_id]
-    ready = runnable_leaves(root, parallel_ids(payloads))
-    engine_store.make_runnable(conn, (leaf.id for leaf in ready), now)
+    ready = runnable_leaves(root, parallel_ids(stored.payloads))
+    engine_store.make_runnable(conn, (leaf.id for leaf in ready if leaf.id not in stored.runnable), now)
 
 
 class Engine:
@@ -243,8 +243,9 @@ class Engine:
             engine_store.reschedule_leaf(conn, leaf.id, due, payload, now)
             self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)  # their updateTimestamp follows
             return
-        nodes_list, payloads = engine_store.load_tree_with_payloads(conn, leaf.root_id)
-        nodes = assemble(nodes_list)
+        stored = engine_store.load_tree_with_payloads(conn, leaf.root_id)
+        payloads = stored.payloads
+        nodes = assemble(stored.nodes)
         node = nodes[leaf.id]
         node.phase = Phase.SUCCESS if isinstance(outcome, Done) else Phase.FAILED
         node.reason = outcome.reason if isinstance(outcome, Fail) else ""
@@ -260,7 +261,8 @@ class Engine:
             engine_store.cancel_tree(conn, leaf.root_id)
         else:
             ready = runnable_leaves(root, parallel_ids(payloads))
-            engine_store.make_runnable(conn, (r.id for r in ready), now)
+            # Leaves of a parallel parent have been runnable since the tree was written.
+            engine_store.make_runnable(conn, (r.id for r in ready if r.id not in stored.runnable), now)
         if root.phase.terminal and not was_terminal:
             self.on_root_finished(conn, root, payloads, now)
 

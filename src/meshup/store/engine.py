@@ -292,15 +292,23 @@ def load_tree(conn: Connection, root_id: str) -> list[JobNode]:
     return job_store.load_tree(conn, root_id)
 
 
-def load_tree_with_payloads(
-    conn: Connection, root_id: str
-) -> tuple[list[JobNode], dict[str, dict[str, Any]]]:
+@dataclass(frozen=True, slots=True)
+class StoredTree:
+    nodes: list[JobNode]
+    payloads: dict[str, dict[str, Any]]
+    runnable: frozenset[str]  # leaves a worker may claim already
+
+
+def load_tree_with_payloads(conn: Connection, root_id: str) -> StoredTree:
     nodes: list[JobNode] = []
     payloads: dict[str, dict[str, Any]] = {}
+    runnable: set[str] = set()
     for row in conn.execute(_TREE_FULL, {"b_root": root_id}):
         nodes.append(_node(row))
         payloads[row.id] = dict(row.payload or {})
-    return nodes, payloads
+        if row.runnable:
+            runnable.add(row.id)
+    return StoredTree(nodes, payloads, frozenset(runnable))
 
 
 def _state(node: JobNode) -> dict[str, Any]:
