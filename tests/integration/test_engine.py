@@ -517,7 +517,7 @@ S, R, N, F = Phase.SUCCESS, Phase.RUNNING, Phase.INITIALIZING, Phase.FAILED  # N
     ],
     ids=["first", "parallel", "resumed", "failed-sibling", "nested-first", "nested-resumed"],
 )
-def test_a_start_derives_the_ancestors_as_a_full_derivation_does(
+def test_a_start_derives_leaf_and_ancestors_as_a_full_derivation_does(
     db: Database, shape: Shape, starting: int
 ) -> None:
     seed_mesh(db)
@@ -535,9 +535,7 @@ def test_a_start_derives_the_ancestors_as_a_full_derivation_does(
             engine_store.write_node_state(conn, changed)
     leaf = next(job.node for job in quick_jobs if job.node.id == quick_leaves[starting])
     with db.write() as conn:
-        engine_store.start_leaf(conn, leaf.id, now)
-        assert leaf.parent_id is not None
-        engine_store.start_ancestors(conn, leaf.parent_id, leaf.started_at or now, now)
+        engine_store.start_with_ancestors(conn, leaf.id, leaf.started_at or now, now)
 
     def states(root_id: str) -> list[tuple[Any, ...]]:
         nodes = tree(db, root_id)

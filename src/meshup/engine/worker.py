@@ -146,17 +146,15 @@ class Engine:
             leaf.tree_locked or leaf.root_id == held_root or engine_store.try_lock_tree(conn, leaf.root_id)
         )
         if started:
-            engine_store.start_leaf(conn, leaf.id, now)
-            self._start_ancestors(conn, leaf, now)
+            self._start(conn, leaf, now)
         return leaf, started
 
-    def _start_ancestors(self, conn: Connection, leaf: engine_store.ClaimedLeaf, now: datetime) -> None:
-        if leaf.parent_id is None:
-            return  # a tree of one node
+    def _start(self, conn: Connection, leaf: engine_store.ClaimedLeaf, now: datetime) -> None:
         if leaf.updated_at is not None and leaf.updated_at > now:  # the clock went back
+            engine_store.start_leaf(conn, leaf.id, now)
             self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
-        else:  # without reading the tree (see store.engine.start_ancestors)
-            engine_store.start_ancestors(conn, leaf.parent_id, leaf.started_at or now, now)
+        else:  # without reading the tree (see store.engine.start_with_ancestors)
+            engine_store.start_with_ancestors(conn, leaf.id, leaf.started_at or now, now)
 
     def _run_claimed(
         self, leaf: engine_store.ClaimedLeaf, started: bool, more: Callable[[], bool]

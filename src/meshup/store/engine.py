@@ -34,7 +34,6 @@ _now = bindparam("b_now", type_=j.c.run_after.type)
 class ClaimedLeaf:
     id: str
     root_id: str
-    parent_id: str | None
     type: str
     target: str
     attempt: int
@@ -94,7 +93,6 @@ _CLAIM = (
     .returning(
         j.c.id,
         j.c.root_id,
-        j.c.parent_id,
         j.c.started_at,
         j.c.updated_at,
         j.c.type,
@@ -139,7 +137,6 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
     return ClaimedLeaf(
         id=row.id,
         root_id=row.root_id,
-        parent_id=row.parent_id,
         type=row.type,
         target=row.target or "",
         attempt=int(row.attempt),
@@ -172,10 +169,11 @@ def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
     conn.execute(_START, {"b_id": job_id, "b_now": now})
 
 
-_up = select(j.c.id, j.c.parent_id).where(j.c.id == bindparam("b_parent")).cte("ancestors", recursive=True)
+# The leaf and its ancestors, nearest first.
+_up = select(j.c.id, j.c.parent_id).where(j.c.id == bindparam("b_id")).cte("up", recursive=True)
 _up = _up.union_all(select(j.c.id, j.c.parent_id).join(_up, j.c.id == _up.c.parent_id))
 _started = bindparam("b_started", type_=j.c.started_at.type)
-_START_ANCESTORS = (
+_START_WITH_ANCESTORS = (
     update(j)
     .where(j.c.id.in_(select(_up.c.id)))
     .values(
@@ -186,18 +184,19 @@ _START_ANCESTORS = (
             (or_(j.c.started_at.is_(None), j.c.started_at > _started), _started), else_=j.c.started_at
         ),
         updated_at=case((j.c.updated_at < _now, _now), else_=j.c.updated_at),
+        lease_expired=case((j.c.id == bindparam("b_id"), False), else_=j.c.lease_expired),
     )
 )
 
 
-def start_ancestors(conn: Connection, parent_id: str, started: datetime, now: datetime) -> None:
-    """Re-derive the ancestors of a leaf that starts (its start ``started``, its update ``now``)
-    in one statement, without reading the tree: each ancestor holds what ``jobs.model.derive``
-    gave it, and a running child makes a parent Running (no reason, not completed), its start the
-    earlier of its own and the child's, its update the later of its own and ``now``. Only when
-    the clock went back behind the leaf's own update time does that not hold (the caller then
-    re-derives from the tree)."""
-    conn.execute(_START_ANCESTORS, {"b_parent": parent_id, "b_started": started, "b_now": now})
+def start_with_ancestors(conn: Connection, job_id: str, started: datetime, now: datetime) -> None:
+    """:func:`start_leaf` and the re-derivation of the leaf's ancestors in one statement, without
+    reading the tree (``started``: the leaf's first start, or now). Each ancestor holds what
+    ``jobs.model.derive`` gave it, and a running child makes a parent Running (no reason, not
+    completed), its start the earlier of its own and the child's, its update the later of its own
+    and ``now``; the same rules start the leaf. That holds unless the clock went back behind the
+    leaf's own update time (the caller then reads and derives the tree)."""
+    conn.execute(_START_WITH_ANCESTORS, {"b_id": job_id, "b_started": started, "b_now": now})
 
 
 _ROOT = select(j.c.id).where(j.c.id == bindparam("b_id"))
