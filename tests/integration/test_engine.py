@@ -534,8 +534,14 @@ def test_a_start_derives_leaf_and_ancestors_as_a_full_derivation_does(
         for changed in rederive_ancestors(nodes, full_leaves[starting]):
             engine_store.write_node_state(conn, changed)
     leaf = next(job.node for job in quick_jobs if job.node.id == quick_leaves[starting])
+    by_id = {job.node.id: job.node for job in quick_jobs}
+    ancestors = []
+    parent = leaf.parent_id
+    while parent is not None:
+        ancestors.append(parent)
+        parent = by_id[parent].parent_id
     with db.write() as conn:
-        engine_store.start_with_ancestors(conn, leaf.id, leaf.started_at or now, now)
+        engine_store.start_with_ancestors(conn, leaf.id, ancestors, leaf.started_at or now, now)
 
     def states(root_id: str) -> list[tuple[Any, ...]]:
         nodes = tree(db, root_id)
@@ -551,3 +557,47 @@ def _path(nodes: Mapping[str, JobNode], node: JobNode) -> list[int]:
         node = nodes[node.parent_id]
         path.insert(0, node.position)
     return path
+
+
+def test_a_claim_names_the_ancestors_of_shallow_trees_and_deeper_trees_are_derived_in_full(
+    db: Database,
+) -> None:
+    seed_mesh(db)
+    shapes: list[Shape] = [
+        [(N, None, 0, None)],
+        [("Migrate", [(N, None, 0, None)])],
+        [("Migrate", [("Batch", [(N, None, 0, None)])])],
+    ]
+    trees = [_tree_from(shape) for shape in shapes]
+    with db.write() as conn:
+        for jobs, _ in trees:
+            job_store.insert_nodes(conn, jobs, mesh_id=MESH_ID, project_id=PROJECT_ID)
+            schedule(conn, jobs[0].root_id, NOW)
+    expected = {}
+    for jobs, (leaf,) in trees:
+        by_id = {job.node.id: job.node for job in jobs}
+        parent = by_id[leaf].parent_id
+        chain = []
+        while parent is not None:
+            chain.append(parent)
+            parent = by_id[parent].parent_id
+        expected[leaf] = tuple(chain) if len(chain) <= 2 else None
+    with db.write() as conn:
+        claimed = [engine_store.claim(conn, "probe", NOW, timedelta(seconds=30)) for _ in trees]
+    assert {leaf.id: leaf.ancestors for leaf in claimed if leaf is not None} == expected
+    with db.write() as conn:  # let them go again
+        conn.execute(t.jobs.update().values(lease_owner=None, lease_expires_at=None, attempt=0))
+    recorder = Recorder()
+    engine = engine_for(db, recorder, FixedClock(NOW), steps={"Work": lambda _c, _d: Done()})
+    assert engine.run_until_idle() == 3
+    for jobs, _ in trees:
+        nodes = tree(db, jobs[0].root_id)
+        assert all(node.phase is Phase.SUCCESS for node in nodes.values())
+        for node in nodes.values():  # every parent as derive gives it
+            if node.children:
+                derived = derive(node.children, node.created_at)
+                assert (node.started_at, node.completed_at, node.updated_at) == (
+                    derived.started_at,
+                    derived.completed_at,
+                    derived.updated_at,
+                )

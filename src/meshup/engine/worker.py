@@ -150,11 +150,12 @@ class Engine:
         return leaf, started
 
     def _start(self, conn: Connection, leaf: engine_store.ClaimedLeaf, now: datetime) -> None:
-        if leaf.updated_at is not None and leaf.updated_at > now:  # the clock went back
+        clock_went_back = leaf.updated_at is not None and leaf.updated_at > now
+        if leaf.ancestors is None or clock_went_back:
             engine_store.start_leaf(conn, leaf.id, now)
             self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
         else:  # without reading the tree (see store.engine.start_with_ancestors)
-            engine_store.start_with_ancestors(conn, leaf.id, leaf.started_at or now, now)
+            engine_store.start_with_ancestors(conn, leaf.id, leaf.ancestors, leaf.started_at or now, now)
 
     def _run_claimed(
         self, leaf: engine_store.ClaimedLeaf, started: bool, more: Callable[[], bool]

@@ -14,7 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, case, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from meshup.jobs.model import JobNode
 from meshup.store import jobs as job_store
@@ -46,6 +58,8 @@ class ClaimedLeaf:
     tree_locked: bool = False  # the claim holds its tree's lock too (as lock_tree would take it)
     started_at: datetime | None = None  # as stored before this claim's start (set on an earlier run)
     updated_at: datetime | None = None
+    # Parent first, up to the root; None for a tree deeper than a root, a parent and a leaf.
+    ancestors: tuple[str, ...] | None = ()
 
 
 # The partial index ix_jobs_runnable serves a query only when the query repeats its predicate as
@@ -63,6 +77,12 @@ _CLAIMABLE = and_(
 
 # Jobs belong to a mesh, and a mesh to an account (meshes are soft-deleted, so the row stays).
 _account_of_mesh = select(t.meshes.c.account_id).where(t.meshes.c.id == j.c.mesh_id).scalar_subquery()
+_parent = j.alias("parent")
+# Spelled out: SQLite's RETURNING names the updated row's columns unqualified, which inside this
+# subquery would name the parent's own.
+_grandparent = (
+    select(_parent.c.parent_id).where(_parent.c.id == literal_column("jobs.parent_id")).scalar_subquery()
+)
 
 
 _CANDIDATE = (
@@ -93,6 +113,8 @@ _CLAIM = (
     .returning(
         j.c.id,
         j.c.root_id,
+        j.c.parent_id,
+        _grandparent.label("grandparent_id"),
         j.c.started_at,
         j.c.updated_at,
         j.c.type,
@@ -134,6 +156,12 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
     if row is None:
         return None
     unreleased = found.lease_owner is not None  # an expired lease the reaper has not released yet
+    parent, grandparent = row.parent_id, row.grandparent_id
+    ancestors: tuple[str, ...] | None = None
+    if parent is None or parent == row.root_id:
+        ancestors = () if parent is None else (parent,)
+    elif grandparent == row.root_id:
+        ancestors = (parent, grandparent)
     return ClaimedLeaf(
         id=row.id,
         root_id=row.root_id,
@@ -149,6 +177,7 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         tree_locked=tree_locked,
         started_at=as_utc(row.started_at) if row.started_at else None,
         updated_at=as_utc(row.updated_at),
+        ancestors=ancestors,
     )
 
 
@@ -169,13 +198,10 @@ def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
     conn.execute(_START, {"b_id": job_id, "b_now": now})
 
 
-# The leaf and its ancestors, nearest first.
-_up = select(j.c.id, j.c.parent_id).where(j.c.id == bindparam("b_id")).cte("up", recursive=True)
-_up = _up.union_all(select(j.c.id, j.c.parent_id).join(_up, j.c.id == _up.c.parent_id))
 _started = bindparam("b_started", type_=j.c.started_at.type)
 _START_WITH_ANCESTORS = (
     update(j)
-    .where(j.c.id.in_(select(_up.c.id)))
+    .where(j.c.id.in_(bindparam("b_ids", expanding=True)))
     .values(
         phase="Running",
         reason="",
@@ -189,14 +215,17 @@ _START_WITH_ANCESTORS = (
 )
 
 
-def start_with_ancestors(conn: Connection, job_id: str, started: datetime, now: datetime) -> None:
+def start_with_ancestors(
+    conn: Connection, job_id: str, ancestors: Iterable[str], started: datetime, now: datetime
+) -> None:
     """:func:`start_leaf` and the re-derivation of the leaf's ancestors in one statement, without
     reading the tree (``started``: the leaf's first start, or now). Each ancestor holds what
     ``jobs.model.derive`` gave it, and a running child makes a parent Running (no reason, not
     completed), its start the earlier of its own and the child's, its update the later of its own
     and ``now``; the same rules start the leaf. That holds unless the clock went back behind the
     leaf's own update time (the caller then reads and derives the tree)."""
-    conn.execute(_START_WITH_ANCESTORS, {"b_id": job_id, "b_started": started, "b_now": now})
+    ids = [job_id, *ancestors]
+    conn.execute(_START_WITH_ANCESTORS, {"b_id": job_id, "b_ids": ids, "b_started": started, "b_now": now})
 
 
 _ROOT = select(j.c.id).where(j.c.id == bindparam("b_id"))
