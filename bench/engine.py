@@ -10,8 +10,9 @@ that time.
 In the same run and on the same database kind, a bare loop inserts as many runnable leaf rows and
 claims and completes them with the engine's own SQL (``store.engine.claim``, then
 ``store.engine.finish_leaf``, one commit each), in as many processes with as many threads each:
-the most the database lets any engine do. The table shows engine against bare, and 2 worker
-processes against 1.
+the most the database lets any engine do. The table shows engine against bare, 2 worker
+processes against 1, and how long the upgrade service took to start steps (in all, and the
+slowest call: what an API client waits while the engine is busy).
 
     python bench/engine.py                                   # SQLite, 100 upgrades, 1 and 2 workers
     python bench/engine.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
@@ -259,10 +260,8 @@ def run_engine(url: str, upgrades: int, processes: int, threads: int, work: Path
             )
             calling = time.monotonic()
             step_of[rt.upgrades.create(caller, PROJECT, create, "127.0.0.1").id] = 0
-            api_seconds, api_slowest = (
-                api_seconds + (time.monotonic() - calling),
-                max(api_slowest, time.monotonic() - calling),
-            )
+            took = time.monotonic() - calling
+            api_seconds, api_slowest = api_seconds + took, max(api_slowest, took)
         tasks = t.upgrade_tasks
         while step_of:
             if time.monotonic() - began > DEADLINE:
@@ -468,10 +467,7 @@ class Row:
     workers: int
     engine: Measured
     bare: Measured
-
-    @property
-    def ratio(self) -> float:
-        return self.engine.per_second / self.bare.per_second if self.bare.per_second else 0.0
+    ratio: float  # the median of each round's engine/bare: a round's two runs share the machine's mood
 
 
 def measure(args: argparse.Namespace, kind: str, work: Path) -> list[Row]:
@@ -492,7 +488,8 @@ def measure(args: argparse.Namespace, kind: str, work: Path) -> list[Row]:
                 f"bare {bares[-1].per_second:.0f}/s",
                 file=sys.stderr,
             )
-        rows.append(Row(workers, median(engines), median(bares)))
+        ratios = sorted(e.per_second / b.per_second for e, b in zip(engines, bares, strict=True))
+        rows.append(Row(workers, median(engines), median(bares), ratios[len(ratios) // 2]))
     return rows
 
 
@@ -503,17 +500,18 @@ def median(values: list[Measured]) -> Measured:
 def report(args: argparse.Namespace, kind: str, rows: list[Row]) -> dict[str, Any]:
     print(
         f"\n{kind}: {args.upgrades} two-cluster upgrades to Complete, {args.threads} threads per "
-        f"process, zero simulated time; leaves finished per second (median of {args.rounds})\n"
+        f"process, zero simulated time; leaves finished per second, medians of {args.rounds} "
+        "round(s) (engine/bare: of each round's ratio)\n"
     )
     print(
         f"{'workers':>7} {'leaves':>7} {'engine/s':>9} {'bare/s':>9} {'engine/bare':>12}"
-        f"   {'run s':>6} {'of it in step starts':>21}"
+        f"   {'run s':>6} {'in step starts':>15} {'slowest start':>14}"
     )
     for row in rows:
         print(
             f"{row.workers:>7} {row.engine.leaves:>7} {row.engine.per_second:>9.1f} "
             f"{row.bare.per_second:>9.1f} {row.ratio:>11.0%}   {row.engine.seconds:>6.1f} "
-            f"{row.engine.api_seconds:>19.1f} s"
+            f"{row.engine.api_seconds:>13.1f} s {row.engine.api_slowest:>12.2f} s"
         )
     by_workers = {row.workers: row for row in rows}
     scaling = None
@@ -536,6 +534,7 @@ def report(args: argparse.Namespace, kind: str, rows: list[Row]) -> dict[str, An
                 "leaves": row.engine.leaves,
                 "engine_seconds": row.engine.seconds,
                 "engine_step_start_seconds": row.engine.api_seconds,
+                "engine_slowest_step_start_seconds": row.engine.api_slowest,
                 "engine_leaves_per_s": row.engine.per_second,
                 "bare_seconds": row.bare.seconds,
                 "bare_leaves_per_s": row.bare.per_second,

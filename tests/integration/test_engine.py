@@ -22,7 +22,8 @@ from meshup.engine.outcome import Done, Fail, Outcome, StepContext, Wait
 from meshup.engine.worker import Engine, EngineConfig, schedule
 from meshup.errors import Unavailable
 from meshup.iam.secrets import MasterKey
-from meshup.jobs.model import JobNode, Phase, assemble
+from meshup.jobs.model import JobNode, Phase, assemble, derive
+from meshup.jobs.scheduling import rederive_ancestors
 from meshup.seed.apply import apply_seed
 from meshup.seed.schema import parse_seed
 from meshup.store import engine as engine_store
@@ -444,3 +445,173 @@ def test_the_claim_reads_through_the_runnable_index(db: Database) -> None:
                 conn.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table is scanned anyway
                 plan = [str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", params)]
         assert any("ix_jobs_runnable" in line for line in plan), plan
+
+
+# -- a leaf's start re-derives its ancestors without reading the tree ----------------------------------
+
+Leaf = tuple[Phase, int | None, int, int | None]  # phase, started, updated, completed (minutes after NOW)
+Shape = list["Leaf | tuple[str, Shape]"]
+
+
+def _at(minutes: int | None) -> datetime | None:
+    return None if minutes is None else NOW + timedelta(minutes=minutes)
+
+
+def _tree_from(shape: Shape) -> tuple[list[job_store.NewJob], list[str]]:
+    """A tree whose parents hold what ``derive`` gives them; also its leaf ids in order."""
+    root_id = str(uuid.uuid4())
+    nodes: list[JobNode] = []
+    leaves: list[str] = []
+
+    def build(node_id: str, parent: str | None, position: int, kind: str, children: Shape) -> JobNode:
+        built = []
+        for index, child in enumerate(children):
+            if not isinstance(child[0], Phase):  # (kind, children): a parent
+                name, grandchildren = child  # type: ignore[misc]
+                built.append(build(str(uuid.uuid4()), node_id, index, name, grandchildren))
+            else:
+                phase, started, updated, completed = child  # type: ignore[misc]
+                leaf_id = str(uuid.uuid4())
+                leaves.append(leaf_id)
+                leaf = JobNode(
+                    leaf_id,
+                    node_id,
+                    index,
+                    "Work",
+                    "",
+                    phase,
+                    "",
+                    NOW,
+                    _at(updated),
+                    _at(started),
+                    _at(completed),
+                )
+                leaf.reason = "boom" if phase is Phase.FAILED else ""
+                nodes.append(leaf)
+                built.append(leaf)
+        derived = derive(built, NOW)
+        node = JobNode(
+            node_id,
+            parent,
+            position,
+            kind,
+            "",
+            derived.phase,
+            derived.reason,
+            NOW,
+            derived.updated_at,
+            derived.started_at,
+            derived.completed_at,
+        )
+        nodes.append(node)
+        return node
+
+    build(root_id, None, 0, "Root", shape)
+    return [job_store.NewJob(node, root_id, {}) for node in nodes], leaves
+
+
+S, R, N, F = Phase.SUCCESS, Phase.RUNNING, Phase.INITIALIZING, Phase.FAILED  # N: not started
+
+
+@pytest.mark.parametrize(
+    ("shape", "starting"),
+    [
+        ([(N, None, 0, None), (N, None, 0, None)], 0),  # the first leaf of a tree
+        ([(S, 1, 2, 2), (R, 2, 3, None), (N, None, 0, None)], 2),  # parallel, others busy or done
+        ([(S, 1, 4, 4), (R, 2, 3, None)], 1),  # a waiting leaf runs again (started before)
+        ([(F, 1, 2, 2), (R, 1, 5, None)], 1),  # a failed sibling, and a leaf that waited
+        (
+            [
+                ("Migrate", [(S, 1, 2, 2), (S, 2, 3, 3)]),
+                ("Migrate", [(N, None, 0, None), (N, None, 0, None)]),
+            ],
+            2,
+        ),
+        ([("Migrate", [(S, 1, 2, 2), (R, 2, 6, None)]), ("Migrate", [(N, None, 0, None)])], 1),
+    ],
+    ids=["first", "parallel", "resumed", "failed-sibling", "nested-first", "nested-resumed"],
+)
+def test_a_start_derives_leaf_and_ancestors_as_a_full_derivation_does(
+    db: Database, shape: Shape, starting: int
+) -> None:
+    seed_mesh(db)
+    now = NOW + timedelta(minutes=10)
+    trees = [_tree_from(shape) for _ in range(2)]
+    with db.write() as conn:
+        for jobs, _ in trees:
+            job_store.insert_nodes(conn, jobs, mesh_id=MESH_ID, project_id=PROJECT_ID)
+    (full_jobs, full_leaves), (quick_jobs, quick_leaves) = trees
+    full_root, quick_root = full_jobs[0].root_id, quick_jobs[0].root_id
+    with db.write() as conn:  # as before: the whole tree read and derived
+        engine_store.start_leaf(conn, full_leaves[starting], now)
+        nodes = assemble(job_store.load_tree(conn, full_root))
+        for changed in rederive_ancestors(nodes, full_leaves[starting]):
+            engine_store.write_node_state(conn, changed)
+    leaf = next(job.node for job in quick_jobs if job.node.id == quick_leaves[starting])
+    by_id = {job.node.id: job.node for job in quick_jobs}
+    ancestors = []
+    parent = leaf.parent_id
+    while parent is not None:
+        ancestors.append(parent)
+        parent = by_id[parent].parent_id
+    with db.write() as conn:
+        engine_store.start_with_ancestors(conn, leaf.id, ancestors, leaf.started_at or now, now)
+
+    def states(root_id: str) -> list[tuple[Any, ...]]:
+        nodes = tree(db, root_id)
+        ordered = sorted(nodes.values(), key=lambda n: (len(_path(nodes, n)), _path(nodes, n)))
+        return [(n.type, n.phase, n.reason, n.started_at, n.completed_at, n.updated_at) for n in ordered]
+
+    assert states(quick_root) == states(full_root)
+
+
+def _path(nodes: Mapping[str, JobNode], node: JobNode) -> list[int]:
+    path = [node.position]
+    while node.parent_id is not None:
+        node = nodes[node.parent_id]
+        path.insert(0, node.position)
+    return path
+
+
+def test_a_claim_names_the_ancestors_of_shallow_trees_and_deeper_trees_are_derived_in_full(
+    db: Database,
+) -> None:
+    seed_mesh(db)
+    shapes: list[Shape] = [
+        [(N, None, 0, None)],
+        [("Migrate", [(N, None, 0, None)])],
+        [("Migrate", [("Batch", [(N, None, 0, None)])])],
+    ]
+    trees = [_tree_from(shape) for shape in shapes]
+    with db.write() as conn:
+        for jobs, _ in trees:
+            job_store.insert_nodes(conn, jobs, mesh_id=MESH_ID, project_id=PROJECT_ID)
+            schedule(conn, jobs[0].root_id, NOW)
+    expected = {}
+    for jobs, (leaf,) in trees:
+        by_id = {job.node.id: job.node for job in jobs}
+        parent = by_id[leaf].parent_id
+        chain = []
+        while parent is not None:
+            chain.append(parent)
+            parent = by_id[parent].parent_id
+        expected[leaf] = tuple(chain) if len(chain) <= 2 else None
+    with db.write() as conn:
+        claimed = [engine_store.claim(conn, "probe", NOW, timedelta(seconds=30)) for _ in trees]
+    assert {leaf.id: leaf.ancestors for leaf in claimed if leaf is not None} == expected
+    with db.write() as conn:  # let them go again
+        conn.execute(t.jobs.update().values(lease_owner=None, lease_expires_at=None, attempt=0))
+    recorder = Recorder()
+    engine = engine_for(db, recorder, FixedClock(NOW), steps={"Work": lambda _c, _d: Done()})
+    assert engine.run_until_idle() == 3
+    for jobs, _ in trees:
+        nodes = tree(db, jobs[0].root_id)
+        assert all(node.phase is Phase.SUCCESS for node in nodes.values())
+        for node in nodes.values():  # every parent as derive gives it
+            if node.children:
+                derived = derive(node.children, node.created_at)
+                assert (node.started_at, node.completed_at, node.updated_at) == (
+                    derived.started_at,
+                    derived.completed_at,
+                    derived.updated_at,
+                )

@@ -91,11 +91,17 @@ class SimulatedDriver:
         self.clock = clock
         self.account_id = account_id
         self.timing = timing
+        # Per cluster, the document as this driver last committed it (a driver serves one step).
+        self._committed: dict[str, Document] = {}
 
     # ---------------------------------------------------------------- reads (never write)
 
     def facts(self, cluster_id: str) -> ClusterFacts:
-        return facts_of(cluster_id, self.document(cluster_id))
+        """The cluster's facts; after an operation of this driver on it, as that operation left
+        it (a check that has just inspected the cluster judges what it saw, without reading it
+        back)."""
+        committed = self._committed.get(cluster_id)
+        return facts_of(cluster_id, committed if committed is not None else self.document(cluster_id))
 
     def document(self, cluster_id: str) -> Document:
         """A copy of the cluster's document (the defaults if the cluster was never written)."""
@@ -368,6 +374,7 @@ class SimulatedDriver:
         recorded (a fired fault, a started operation) but no change to the document."""
         refusal: str | None = None
         progress = done()
+        self._committed.pop(cluster_id, None)
         with self.db.write() as conn:
             now = self.clock.now()
             cluster = self._lock(conn, cluster_id, now)
@@ -382,6 +389,7 @@ class SimulatedDriver:
                 refusal = str(refused)
                 cluster.state = copy.deepcopy(cluster.loaded[0])  # as loaded: _job changes no state
             self._store(conn, cluster_id, cluster, now)
+        self._committed[cluster_id] = cluster.state
         if refusal is not None:
             raise Refused(refusal)
         return progress

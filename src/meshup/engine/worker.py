@@ -80,11 +80,11 @@ def parallel_ids(payloads: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
 
 def schedule(conn: Connection, root_id: str, now: datetime) -> None:
     """Make the leaves whose turn has come runnable; called when a tree is written and after each leaf."""
-    nodes_list, payloads = engine_store.load_tree_with_payloads(conn, root_id)
-    nodes = assemble(nodes_list)
+    stored = engine_store.load_tree_with_payloads(conn, root_id)
+    nodes = assemble(stored.nodes)
     root = nodes[root_id]
-    ready = runnable_leaves(root, parallel_ids(payloads))
-    engine_store.make_runnable(conn, (leaf.id for leaf in ready), now)
+    ready = runnable_leaves(root, parallel_ids(stored.payloads))
+    engine_store.make_runnable(conn, (leaf.id for leaf in ready if leaf.id not in stored.runnable), now)
 
 
 class Engine:
@@ -146,9 +146,16 @@ class Engine:
             leaf.tree_locked or leaf.root_id == held_root or engine_store.try_lock_tree(conn, leaf.root_id)
         )
         if started:
+            self._start(conn, leaf, now)
+        return leaf, started
+
+    def _start(self, conn: Connection, leaf: engine_store.ClaimedLeaf, now: datetime) -> None:
+        clock_went_back = leaf.updated_at is not None and leaf.updated_at > now
+        if leaf.ancestors is None or clock_went_back:
             engine_store.start_leaf(conn, leaf.id, now)
             self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)
-        return leaf, started
+        else:  # without reading the tree (see store.engine.start_with_ancestors)
+            engine_store.start_with_ancestors(conn, leaf.id, leaf.ancestors, leaf.started_at or now, now)
 
     def _run_claimed(
         self, leaf: engine_store.ClaimedLeaf, started: bool, more: Callable[[], bool]
@@ -159,8 +166,7 @@ class Engine:
             self.stats.leases_expired(1)
         if not started:  # its tree was busy at the claim: start it now, tree lock first
             with self.db.write() as conn:
-                engine_store.lock_tree(conn, leaf.root_id)
-                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                if not engine_store.lock_tree_and_leaf(conn, leaf.root_id, leaf.id, self.owner):
                     return None  # cancelled since the claim (a sibling failed), or the lease was lost
                 now = self.clock.now()
                 engine_store.start_leaf(conn, leaf.id, now)
@@ -211,8 +217,7 @@ class Engine:
         claimed = None
         try:
             with self.db.write() as conn:
-                engine_store.lock_tree(conn, leaf.root_id)
-                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                if not engine_store.lock_tree_and_leaf(conn, leaf.root_id, leaf.id, self.owner):
                     log.warning("lease on job %s was lost; another worker has it", leaf.id)
                     self.stats.outcome(leaf.type, "lost")
                     return None
@@ -237,8 +242,9 @@ class Engine:
             engine_store.reschedule_leaf(conn, leaf.id, due, payload, now)
             self._refresh_ancestors(conn, leaf.root_id, leaf.id, now)  # their updateTimestamp follows
             return
-        nodes_list, payloads = engine_store.load_tree_with_payloads(conn, leaf.root_id)
-        nodes = assemble(nodes_list)
+        stored = engine_store.load_tree_with_payloads(conn, leaf.root_id)
+        payloads = stored.payloads
+        nodes = assemble(stored.nodes)
         node = nodes[leaf.id]
         node.phase = Phase.SUCCESS if isinstance(outcome, Done) else Phase.FAILED
         node.reason = outcome.reason if isinstance(outcome, Fail) else ""
@@ -254,7 +260,8 @@ class Engine:
             engine_store.cancel_tree(conn, leaf.root_id)
         else:
             ready = runnable_leaves(root, parallel_ids(payloads))
-            engine_store.make_runnable(conn, (r.id for r in ready), now)
+            # Leaves of a parallel parent have been runnable since the tree was written.
+            engine_store.make_runnable(conn, (r.id for r in ready if r.id not in stored.runnable), now)
         if root.phase.terminal and not was_terminal:
             self.on_root_finished(conn, root, payloads, now)
 
@@ -262,8 +269,7 @@ class Engine:
         """A step that raised: retry with backoff, then fail the leaf with the error's kind."""
         try:
             with self.db.write() as conn:
-                engine_store.lock_tree(conn, leaf.root_id)
-                if not engine_store.lock_leaf(conn, leaf.id, self.owner):
+                if not engine_store.lock_tree_and_leaf(conn, leaf.root_id, leaf.id, self.owner):
                     return
                 now = self.clock.now()
                 if leaf.attempt >= self.config.max_attempts:

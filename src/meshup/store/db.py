@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from meshup.errors import Unavailable
@@ -25,6 +25,7 @@ from meshup.store.revisions import head_revision
 
 WRITE_WAIT_SECONDS = 30.0  # SQLite: how long a writer waits for the write lock, then "database is locked"
 WRITE_POLL_MS = 1
+PING_AFTER_IDLE_SECONDS = 1.0  # PostgreSQL: a pooled connection idle longer is checked before use
 MIGRATION_LOCK_ID = 0x6D657368  # "mesh": PostgreSQL advisory lock serialising start-up migrations
 
 
@@ -57,10 +58,11 @@ class Database:
             self.write_engine = self._sqlite_engine(immediate=True)
             self.read_engine = self._sqlite_engine(immediate=False)
         else:
-            self.write_engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
-            self.read_engine = self.write_engine
+            self.write_engine = create_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
+            _ping_when_idle(self.write_engine)
+            # Reads are read-only transactions that end with COMMIT: after a ROLLBACK psycopg
+            # forgets every statement it prepared on the connection (and sends DEALLOCATE ALL).
+            self.read_engine = self.write_engine.execution_options(postgresql_readonly=True)
 
     def _sqlite_engine(self, *, immediate: bool) -> Engine:
         engine = create_engine(
@@ -102,11 +104,15 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only snapshot; rolled back at the end."""
+        """A read-only snapshot (SQLite: rolled back at the end; PostgreSQL: a READ ONLY
+        transaction, committed)."""
         try:
             with self.read_engine.connect() as conn:
                 yield conn
-                conn.rollback()
+                if self.is_sqlite:
+                    conn.rollback()
+                else:
+                    conn.commit()
         except (OperationalError, DBAPIError) as exc:
             if _is_unavailable(exc):
                 raise Unavailable("the database is unreachable right now; retry shortly") from exc
@@ -175,6 +181,28 @@ class Database:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """PostgreSQL: check a pooled connection before use only if it has been idle a while. A ping
+    before every use (``pool_pre_ping``) is a round trip per transaction; a connection used within
+    the last second and broken since fails its statement instead, which answers 503 like any
+    connection lost mid-request, and the pool then replaces its older connections."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("connection lost while idle in the pool") from exc
 
 
 def _create_private(path: Path | None) -> None:

@@ -14,12 +14,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from meshup.jobs.model import JobNode
 from meshup.store import jobs as job_store
 from meshup.store import tables as t
 from meshup.store.jobs import _NODE_COLUMNS, _node
+from meshup.timefmt import as_utc
 
 j = t.jobs
 
@@ -43,6 +56,10 @@ class ClaimedLeaf:
     after_expiry: bool = False  # an earlier claim of this leaf expired: this one is a reclaim
     took_expired_lease: bool = False  # ...and the reaper had not released it (an expiry to count)
     tree_locked: bool = False  # the claim holds its tree's lock too (as lock_tree would take it)
+    started_at: datetime | None = None  # as stored before this claim's start (set on an earlier run)
+    updated_at: datetime | None = None
+    # Parent first, up to the root; None for a tree deeper than a root, a parent and a leaf.
+    ancestors: tuple[str, ...] | None = ()
 
 
 # The partial index ix_jobs_runnable serves a query only when the query repeats its predicate as
@@ -60,6 +77,12 @@ _CLAIMABLE = and_(
 
 # Jobs belong to a mesh, and a mesh to an account (meshes are soft-deleted, so the row stays).
 _account_of_mesh = select(t.meshes.c.account_id).where(t.meshes.c.id == j.c.mesh_id).scalar_subquery()
+_parent = j.alias("parent")
+# Spelled out: SQLite's RETURNING names the updated row's columns unqualified, which inside this
+# subquery would name the parent's own.
+_grandparent = (
+    select(_parent.c.parent_id).where(_parent.c.id == literal_column("jobs.parent_id")).scalar_subquery()
+)
 
 
 _CANDIDATE = (
@@ -90,6 +113,10 @@ _CLAIM = (
     .returning(
         j.c.id,
         j.c.root_id,
+        j.c.parent_id,
+        _grandparent.label("grandparent_id"),
+        j.c.started_at,
+        j.c.updated_at,
         j.c.type,
         j.c.target,
         j.c.attempt,
@@ -129,6 +156,12 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
     if row is None:
         return None
     unreleased = found.lease_owner is not None  # an expired lease the reaper has not released yet
+    parent, grandparent = row.parent_id, row.grandparent_id
+    ancestors: tuple[str, ...] | None = None
+    if parent is None or parent == row.root_id:
+        ancestors = () if parent is None else (parent,)
+    elif grandparent == row.root_id:
+        ancestors = (parent, grandparent)
     return ClaimedLeaf(
         id=row.id,
         root_id=row.root_id,
@@ -142,6 +175,9 @@ def claim(conn: Connection, owner: str, now: datetime, lease: timedelta) -> Clai
         after_expiry=bool(found.lease_expired) or unreleased,
         took_expired_lease=unreleased,
         tree_locked=tree_locked,
+        started_at=as_utc(row.started_at) if row.started_at else None,
+        updated_at=as_utc(row.updated_at),
+        ancestors=ancestors,
     )
 
 
@@ -160,6 +196,36 @@ _START = (
 def start_leaf(conn: Connection, job_id: str, now: datetime) -> None:
     """A claimed leaf shows Running; in the transaction that re-derives its ancestors with it."""
     conn.execute(_START, {"b_id": job_id, "b_now": now})
+
+
+_started = bindparam("b_started", type_=j.c.started_at.type)
+_START_WITH_ANCESTORS = (
+    update(j)
+    .where(j.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(
+        phase="Running",
+        reason="",
+        completed_at=None,
+        started_at=case(
+            (or_(j.c.started_at.is_(None), j.c.started_at > _started), _started), else_=j.c.started_at
+        ),
+        updated_at=case((j.c.updated_at < _now, _now), else_=j.c.updated_at),
+        lease_expired=case((j.c.id == bindparam("b_id"), False), else_=j.c.lease_expired),
+    )
+)
+
+
+def start_with_ancestors(
+    conn: Connection, job_id: str, ancestors: Iterable[str], started: datetime, now: datetime
+) -> None:
+    """:func:`start_leaf` and the re-derivation of the leaf's ancestors in one statement, without
+    reading the tree (``started``: the leaf's first start, or now). Each ancestor holds what
+    ``jobs.model.derive`` gave it, and a running child makes a parent Running (no reason, not
+    completed), its start the earlier of its own and the child's, its update the later of its own
+    and ``now``; the same rules start the leaf. That holds unless the clock went back behind the
+    leaf's own update time (the caller then reads and derives the tree)."""
+    ids = [job_id, *ancestors]
+    conn.execute(_START_WITH_ANCESTORS, {"b_id": job_id, "b_ids": ids, "b_started": started, "b_now": now})
 
 
 _ROOT = select(j.c.id).where(j.c.id == bindparam("b_id"))
@@ -186,6 +252,24 @@ def try_lock_tree(conn: Connection, root_id: str) -> bool:
     if conn.dialect.name != "postgresql":
         return True  # SQLite: the writer already holds the whole database
     return conn.execute(_TRY_LOCK_ROOT, {"b_id": root_id}).first() is not None
+
+
+_LOCK_ROOT_AND_LEAF = (
+    select(j.c.id, j.c.lease_owner, j.c.runnable)
+    .where(j.c.id.in_([bindparam("b_root"), bindparam("b_id")]))
+    .order_by((j.c.id == bindparam("b_root")).desc())
+    .with_for_update()
+)
+
+
+def lock_tree_and_leaf(conn: Connection, root_id: str, job_id: str, owner: str) -> bool:
+    """:func:`lock_tree` then :func:`lock_leaf` (is the lease still ours?). On PostgreSQL in one
+    statement: it sorts before it locks, so the root row is locked first, as everywhere."""
+    if conn.dialect.name != "postgresql":
+        return lock_leaf(conn, job_id, owner)
+    rows = conn.execute(_LOCK_ROOT_AND_LEAF, {"b_root": root_id, "b_id": job_id}).all()
+    leaf = next((row for row in rows if row.id == job_id), None)
+    return leaf is not None and bool(leaf.runnable) and leaf.lease_owner == owner
 
 
 def lock_leaf(conn: Connection, job_id: str, owner: str) -> bool:
@@ -236,15 +320,23 @@ def load_tree(conn: Connection, root_id: str) -> list[JobNode]:
     return job_store.load_tree(conn, root_id)
 
 
-def load_tree_with_payloads(
-    conn: Connection, root_id: str
-) -> tuple[list[JobNode], dict[str, dict[str, Any]]]:
+@dataclass(frozen=True, slots=True)
+class StoredTree:
+    nodes: list[JobNode]
+    payloads: dict[str, dict[str, Any]]
+    runnable: frozenset[str]  # leaves a worker may claim already
+
+
+def load_tree_with_payloads(conn: Connection, root_id: str) -> StoredTree:
     nodes: list[JobNode] = []
     payloads: dict[str, dict[str, Any]] = {}
+    runnable: set[str] = set()
     for row in conn.execute(_TREE_FULL, {"b_root": root_id}):
         nodes.append(_node(row))
         payloads[row.id] = dict(row.payload or {})
-    return nodes, payloads
+        if row.runnable:
+            runnable.add(row.id)
+    return StoredTree(nodes, payloads, frozenset(runnable))
 
 
 def _state(node: JobNode) -> dict[str, Any]:
