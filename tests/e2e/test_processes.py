@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from meshup.store import tables as t
 from meshup.store.db import Database
 from tests.support.databases import database_url
+from tests.support.flood import login_body
 from tests.support.server import ServerProcess, start_server
 
 pytestmark = [
@@ -148,21 +149,12 @@ def test_two_processes_answer_one_port_and_stop_together(two_processes: ServerPr
     credentials = json.loads((server.workdir / "meshup-credentials.json").read_text())
     token = httpx.post(
         f"{server.url}/v3/auth/tokens",
-        json={
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": credentials["userName"],
-                            "password": credentials["password"],
-                            "domain": {"name": credentials["domainName"]},
-                        }
-                    },
-                },
-                "scope": {"project": {"id": credentials["projectId"]}},
-            }
-        },
+        json=login_body(
+            credentials["userName"],
+            credentials["password"],
+            credentials["domainName"],
+            credentials["projectId"],
+        ),
     )
     assert token.status_code == 201, token.text
 

@@ -104,6 +104,7 @@ class _Caches:
     # IAM decisions on a mesh, by everything they depend on (the principal is kept in the value,
     # so its id cannot be reused while the entry lives).
     decisions: dict[tuple[object, ...], tuple[Principal, Decision]] = field(default_factory=dict)
+    prechecks: dict[tuple[int, str, str], tuple[Principal, bool]] = field(default_factory=dict)
 
 
 class IdentityService:
@@ -326,7 +327,19 @@ class IdentityService:
         principal = caller.principal
         if principal.user.is_root:
             return
-        if not could_allow(principal.grants, action.name, project_id):
+        # A pure function of the principal's grants: remembered within the IAM epoch, as the
+        # decisions are (the principal is kept in the value, so its id cannot be reused).
+        key = (id(principal), action.name, project_id)
+        prechecks = self._caches.prechecks
+        known = prechecks.get(key)
+        if known is not None and known[0] is principal:
+            allowed = known[1]
+        else:
+            allowed = could_allow(principal.grants, action.name, project_id)
+            if len(prechecks) >= MAX_CACHE_ENTRIES:
+                prechecks.clear()
+            prechecks[key] = (principal, allowed)
+        if not allowed:
             raise Forbidden(
                 f"IAM denies {action.name} in project {project_id} to user {principal.user.name} "
                 "(implicit deny: no policy allows this action)"
@@ -351,8 +364,16 @@ class IdentityService:
             # The decision is a pure function of these (g:CurrentTime has second precision):
             # a polled resource is decided once a second per caller and address, not per request.
             tags = mesh.tags if isinstance(mesh.tags, tuple) else tuple(mesh.tags)
-            key = (id(principal), action.name, project_id, mesh.id, mesh.enterprise_project_id, tags)
-            memo = (*key, source_ip, self._current_time())
+            memo = (
+                id(principal),
+                action.name,
+                project_id,
+                mesh.id,
+                mesh.enterprise_project_id,
+                tags,
+                source_ip,
+                self._current_time(),
+            )
             decisions = self._caches.decisions
             known = decisions.get(memo)
             if known is not None and known[0] is principal:
